@@ -1,0 +1,3 @@
+from ctas7.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Private compiled kernels. Import through the public ``ctas7`` modules."""

@@ -1,0 +1,1 @@
+"""Simulation: synthetic streams, scenarios, Monte Carlo and Las Vegas validation."""

@@ -1,0 +1,1 @@
+"""Sinks that run off the hot path: SurrealDB, TAPS pub/sub."""

@@ -1,0 +1,1 @@
+"""Built-in stages: TETH, the convergence meter, AXON and PRISM."""

@@ -1,0 +1,1 @@
+"""Event sources and the ground-station process."""
