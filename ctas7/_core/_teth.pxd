@@ -1,0 +1,87 @@
+# TETH kernels: per-key DFA matching and sch periodicity (beaconing).
+
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+# Mirrors ctas7.events.EVENT_DTYPE (32 bytes, no padding).
+cdef packed struct ctas7_event_t:
+    int64_t ts
+    uint64_t sch
+    uint32_t seq
+    uint32_t node
+    uint16_t station
+    uint16_t kind
+    float value
+
+# Mirrors ctas7.records.MATCH_DTYPE (16 bytes).
+cdef packed struct ctas7_match_t:
+    int64_t ts
+    uint32_t node
+    uint32_t pattern
+
+# One slot of the open-addressing sch table (40 bytes).
+cdef packed struct ctas7_beacon_slot_t:
+    uint64_t key
+    int64_t last_ts
+    double mean
+    double m2
+    uint32_t count
+    uint32_t flagged
+
+# Mirrors ctas7.stages.teth.BEACON_DTYPE (40 bytes).
+cdef packed struct ctas7_beacon_t:
+    int64_t ts
+    uint64_t sch
+    uint32_t node
+    uint32_t count
+    double period_ns
+    double cv
+
+# One compiled pattern, pointing into arrays owned by PatternBank.
+cdef struct ctas7_dfa_t:
+    const int32_t *table
+    const uint8_t *accepting
+    const int16_t *kind_map
+    int32_t kind_map_len
+    int32_t default_col
+    int32_t n_cols
+    int64_t within_ns
+
+
+cdef Py_ssize_t ctas7_teth_match(
+    const ctas7_event_t *events, Py_ssize_t n,
+    const ctas7_dfa_t *dfas, Py_ssize_t n_patterns,
+    bint key_is_node,
+    int32_t *state, int64_t *t0,
+    ctas7_match_t *out,
+) noexcept nogil
+
+cdef Py_ssize_t ctas7_teth_beacons(
+    const ctas7_event_t *events, Py_ssize_t n,
+    ctas7_beacon_slot_t *slots, uint64_t mask, int probes,
+    uint32_t min_count, double max_cv, int64_t min_gap_ns,
+    ctas7_beacon_t *out,
+) noexcept nogil
+
+
+cdef class PatternBank:
+    cdef ctas7_dfa_t *dfas
+    cdef readonly Py_ssize_t n_patterns
+    cdef readonly bint key_is_node
+    cdef readonly int64_t max_key
+    cdef readonly Py_ssize_t capacity
+    cdef object _specs
+    cdef object _state
+    cdef object _t0
+    cdef int32_t *state_ptr
+    cdef int64_t *t0_ptr
+    cdef void _grow(self, Py_ssize_t needed) except *
+
+
+cdef class BeaconTable:
+    cdef readonly uint32_t min_count
+    cdef readonly double max_cv
+    cdef readonly int64_t min_gap_ns
+    cdef readonly int probes
+    cdef readonly Py_ssize_t capacity
+    cdef object _slots
+    cdef ctas7_beacon_slot_t *slots_ptr

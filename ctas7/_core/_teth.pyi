@@ -1,0 +1,48 @@
+"""Type stubs for ctas7._core._teth (TETH matching and beaconing kernels)."""
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["PatternBank", "BeaconTable", "SLOT_DTYPE", "KIND_CONTROL_BASE"]
+
+SLOT_DTYPE: np.dtype
+KIND_CONTROL_BASE: int
+
+class PatternBank:
+    n_patterns: int
+    key_is_node: bool
+    max_key: int
+    capacity: int
+    def __init__(
+        self,
+        specs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]],
+        key_is_node: bool = ...,
+        max_key: int = ...,
+        state: np.ndarray | None = ...,
+        t0: np.ndarray | None = ...,
+    ) -> None: ...
+    def run(self, events: np.ndarray, out: np.ndarray) -> int: ...
+    def get_state(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def set_state(self, state: np.ndarray, t0: np.ndarray) -> None: ...
+    def reset(self) -> None: ...
+
+class BeaconTable:
+    capacity: int
+    min_count: int
+    max_cv: float
+    min_gap_ns: int
+    probes: int
+    def __init__(
+        self,
+        capacity: int = ...,
+        min_count: int = ...,
+        max_cv: float = ...,
+        min_gap_ns: int = ...,
+        probes: int = ...,
+        slots: np.ndarray | None = ...,
+    ) -> None: ...
+    @property
+    def slots(self) -> np.ndarray: ...
+    def run(self, events: np.ndarray, out: np.ndarray) -> int: ...
+    def reset(self) -> None: ...

@@ -1,0 +1,378 @@
+# cython: language_level=3
+"""TETH hot loops: per-key DFA matching over whole batches, and sch periodicity.
+
+Private module; the public face is :mod:`ctas7.stages.teth`.
+"""
+
+from libc.math cimport sqrt
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+import numpy as np
+
+__all__ = ["PatternBank", "BeaconTable", "SLOT_DTYPE", "KIND_CONTROL_BASE"]
+
+cdef enum:
+    _CONTROL_BASE = 0xFF00
+
+KIND_CONTROL_BASE = _CONTROL_BASE
+
+SLOT_DTYPE = np.dtype(
+    [("key", "<u8"), ("last_ts", "<i8"), ("mean", "<f8"), ("m2", "<f8"), ("count", "<u4"), ("flagged", "<u4")]
+)
+
+
+# ---------------------------------------------------------------------------
+# DFA matching
+# ---------------------------------------------------------------------------
+
+cdef Py_ssize_t ctas7_teth_match(
+    const ctas7_event_t *events, Py_ssize_t n,
+    const ctas7_dfa_t *dfas, Py_ssize_t n_patterns,
+    bint key_is_node,
+    int32_t *state, int64_t *t0,
+    ctas7_match_t *out,
+) noexcept nogil:
+    cdef Py_ssize_t i, p, m = 0, base
+    cdef const ctas7_event_t *ev
+    cdef const ctas7_dfa_t *d
+    cdef uint32_t kind
+    cdef int32_t col, s, nxt
+    cdef int64_t ts
+    for i in range(n):
+        ev = &events[i]
+        kind = ev.kind
+        if kind >= _CONTROL_BASE:
+            continue
+        ts = ev.ts
+        base = <Py_ssize_t>(ev.node if key_is_node else ev.station) * n_patterns
+        for p in range(n_patterns):
+            d = &dfas[p]
+            col = d.kind_map[kind] if <int32_t>kind < d.kind_map_len else d.default_col
+            if col < 0:
+                continue
+            s = state[base + p]
+            # `within`: the run that left the start state has expired.
+            if s != 0 and d.within_ns > 0 and ts - t0[base + p] > d.within_ns:
+                s = 0
+            nxt = d.table[s * d.n_cols + col]
+            if d.accepting[nxt]:
+                out[m].ts = ts
+                out[m].node = ev.node
+                out[m].pattern = <uint32_t>p
+                m += 1
+                state[base + p] = 0
+            else:
+                if s == 0 and nxt != 0:
+                    t0[base + p] = ts
+                state[base + p] = nxt
+    return m
+
+
+cdef inline uint32_t _max_key(const ctas7_event_t *events, Py_ssize_t n, bint key_is_node) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef uint32_t k, best = 0
+    for i in range(n):
+        if events[i].kind >= _CONTROL_BASE:
+            continue
+        k = events[i].node if key_is_node else events[i].station
+        if k > best:
+            best = k
+    return best
+
+
+def _check_spec(Py_ssize_t i, spec):
+    table, accepting, kind_map, default_col, within_ns = spec
+    table = np.ascontiguousarray(table, dtype=np.int32)
+    accepting = np.ascontiguousarray(accepting, dtype=np.uint8)
+    kind_map = np.ascontiguousarray(kind_map, dtype=np.int16)
+    if table.ndim != 2 or table.shape[0] < 1 or table.shape[1] < 1:
+        raise ValueError(f"pattern {i}: table must be a non-empty 2-d array, got shape {table.shape}")
+    n_states, n_cols = table.shape
+    if table.min() < 0 or table.max() >= n_states:
+        raise ValueError(f"pattern {i}: table entries must lie in [0, {n_states})")
+    if accepting.shape != (n_states,):
+        raise ValueError(f"pattern {i}: accepting has shape {accepting.shape}, expected ({n_states},)")
+    if accepting[0]:
+        raise ValueError(f"pattern {i}: the start state must not be accepting (empty match)")
+    if kind_map.ndim != 1 or kind_map.shape[0] > _CONTROL_BASE:
+        raise ValueError(f"pattern {i}: kind_map must be 1-d with at most {_CONTROL_BASE} entries")
+    if kind_map.shape[0] and (kind_map.min() < -1 or kind_map.max() >= n_cols):
+        raise ValueError(f"pattern {i}: kind_map entries must lie in [-1, {n_cols})")
+    default_col = int(default_col)
+    if not -1 <= default_col < n_cols:
+        raise ValueError(f"pattern {i}: default_col {default_col} outside [-1, {n_cols})")
+    within_ns = int(within_ns)
+    if within_ns < 0:
+        raise ValueError(f"pattern {i}: within_ns must be >= 0, got {within_ns}")
+    return (table, accepting, kind_map, default_col, within_ns)
+
+
+cdef class PatternBank:
+    """Several compiled DFAs matched per key over batches of events.
+
+    Parameters
+    ----------
+    specs : sequence of (table, accepting, kind_map, default_col, within_ns)
+        ``table`` int32 ``[n_states, n_cols]`` (state 0 is the start),
+        ``accepting`` uint8 ``[n_states]``, ``kind_map`` int16 (kind -> column,
+        -1 = ignored; kinds past its end use ``default_col``), ``within_ns``
+        (0 = no time bound).
+    key_is_node : bool
+        Key the per-key state by ``node`` (else by ``station``).
+    max_key : int
+        Largest key accepted; the state arrays grow on demand up to it.
+    state, t0 : numpy.ndarray, optional
+        Saved state (from :meth:`get_state`) to resume from.
+    """
+
+    def __cinit__(self, specs, bint key_is_node=True, int64_t max_key=(1 << 22), state=None, t0=None):
+        cdef Py_ssize_t i
+        self.dfas = NULL
+        specs = tuple(_check_spec(i, s) for i, s in enumerate(specs))
+        if max_key < 0 or max_key > 0xFFFFFFFF:
+            raise ValueError(f"max_key must lie in [0, 2**32), got {max_key}")
+        self._specs = specs
+        self.n_patterns = len(specs)
+        self.key_is_node = key_is_node
+        self.max_key = max_key
+        self.dfas = <ctas7_dfa_t *>malloc(max(self.n_patterns, 1) * sizeof(ctas7_dfa_t))
+        if self.dfas == NULL:
+            raise MemoryError()
+        cdef const int32_t[:, ::1] tab
+        cdef const uint8_t[::1] acc
+        cdef const int16_t[::1] km
+        for i, (table, accepting, kind_map, default_col, within_ns) in enumerate(specs):
+            tab = table
+            acc = accepting
+            km = kind_map
+            self.dfas[i].table = &tab[0, 0]
+            self.dfas[i].accepting = &acc[0]
+            self.dfas[i].kind_map = &km[0] if km.shape[0] else NULL
+            self.dfas[i].kind_map_len = <int32_t>km.shape[0]
+            self.dfas[i].default_col = default_col
+            self.dfas[i].n_cols = <int32_t>tab.shape[1]
+            self.dfas[i].within_ns = within_ns
+        if state is None:
+            self.capacity = 0
+            self._state = np.zeros(0, dtype=np.int32)
+            self._t0 = np.zeros(0, dtype=np.int64)
+        else:
+            self.set_state(state, t0)
+        self._bind()
+
+    def __dealloc__(self):
+        free(self.dfas)
+
+    cdef void _grow(self, Py_ssize_t needed) except *:
+        if needed - 1 > self.max_key:
+            raise ValueError(
+                f"key {needed - 1} exceeds max_key={self.max_key}; raise max_key if this key space is intended"
+            )
+        cdef Py_ssize_t cap = min(max(needed, 2 * self.capacity, 64), self.max_key + 1)
+        state = np.zeros(cap * self.n_patterns, dtype=np.int32)
+        t0 = np.zeros(cap * self.n_patterns, dtype=np.int64)
+        state[: self._state.shape[0]] = self._state
+        t0[: self._t0.shape[0]] = self._t0
+        self._state, self._t0, self.capacity = state, t0, cap
+        self._bind()
+
+    def _bind(self):
+        cdef int32_t[::1] s = self._state
+        cdef int64_t[::1] t = self._t0
+        self.state_ptr = &s[0] if s.shape[0] else NULL
+        self.t0_ptr = &t[0] if t.shape[0] else NULL
+
+    def run(self, const ctas7_event_t[::1] events,  # IN
+            ctas7_match_t[::1] out):  # OUT
+        """Advance every key's DFAs over ``events``; write matches to ``out``.
+
+        ``out`` needs room for ``len(events) * n_patterns`` records. Returns
+        the number of matches written (in event order, then pattern order).
+        """
+        cdef Py_ssize_t n = events.shape[0], m
+        if out.shape[0] < n * self.n_patterns:
+            raise ValueError(f"out has {out.shape[0]} slots, needs {n * self.n_patterns}")
+        if n == 0 or self.n_patterns == 0:
+            return 0
+        cdef uint32_t top = _max_key(&events[0], n, self.key_is_node)
+        if <Py_ssize_t>top >= self.capacity:
+            self._grow(<Py_ssize_t>top + 1)
+        with nogil:
+            m = ctas7_teth_match(&events[0], n, self.dfas, self.n_patterns, self.key_is_node,
+                                 self.state_ptr, self.t0_ptr, &out[0])
+        return m
+
+    def get_state(self):
+        """Copies of the per-key state: (state int32, t0 int64), ``[key * n_patterns + p]``."""
+        return self._state.copy(), self._t0.copy()
+
+    def set_state(self, state, t0):
+        """Restore state saved by :meth:`get_state` (same pattern count)."""
+        state = np.array(state, dtype=np.int32, copy=True).reshape(-1)
+        t0 = np.array(t0, dtype=np.int64, copy=True).reshape(-1)
+        if state.shape != t0.shape:
+            raise ValueError("state and t0 differ in length")
+        P = max(self.n_patterns, 1)
+        if state.shape[0] % P:
+            raise ValueError(f"state length {state.shape[0]} is not a multiple of {P} patterns")
+        for i, spec in enumerate(self._specs):
+            col = state[i :: P]
+            if col.size and (col.min() < 0 or col.max() >= spec[0].shape[0]):
+                raise ValueError(f"state of pattern {i} outside [0, {spec[0].shape[0]})")
+        self._state, self._t0 = state, t0
+        self.capacity = state.shape[0] // P
+        self._bind()
+
+    def reset(self):
+        """Forget all per-key state."""
+        self._state[:] = 0
+        self._t0[:] = 0
+
+    def __reduce__(self):
+        return (PatternBank, (self._specs, self.key_is_node, self.max_key, self._state.copy(), self._t0.copy()))
+
+
+# ---------------------------------------------------------------------------
+# Periodicity (beaconing)
+# ---------------------------------------------------------------------------
+
+cdef inline uint64_t _fmix64(uint64_t k) noexcept nogil:
+    k ^= k >> 33
+    k *= 0xFF51AFD7ED558CCDULL
+    k ^= k >> 33
+    k *= 0xC4CEB9FE1A85EC53ULL
+    k ^= k >> 33
+    return k
+
+
+cdef Py_ssize_t ctas7_teth_beacons(
+    const ctas7_event_t *events, Py_ssize_t n,
+    ctas7_beacon_slot_t *slots, uint64_t mask, int probes,
+    uint32_t min_count, double max_cv, int64_t min_gap_ns,
+    ctas7_beacon_t *out,
+) noexcept nogil:
+    cdef Py_ssize_t i, m = 0
+    cdef int j
+    cdef uint64_t key, h, slot, victim
+    cdef ctas7_beacon_slot_t *e
+    cdef int64_t dt
+    cdef double x, delta, var, cv
+    cdef uint32_t k
+    cdef bint found, periodic
+    for i in range(n):
+        key = events[i].sch
+        if key == 0 or events[i].kind >= _CONTROL_BASE:
+            continue
+        h = _fmix64(key)
+        found = False
+        victim = h & mask
+        for j in range(probes):
+            slot = (h + <uint64_t>j) & mask
+            e = &slots[slot]
+            if e.key == key:
+                found = True
+                break
+            if e.key == 0:
+                break
+            # Evict the weakest evidence: fewest arrivals, then stalest.
+            if (e.count < slots[victim].count
+                    or (e.count == slots[victim].count and e.last_ts < slots[victim].last_ts)):
+                victim = slot
+        else:
+            e = &slots[victim]
+        if not found:
+            e.key = key
+            e.last_ts = events[i].ts
+            e.mean = 0.0
+            e.m2 = 0.0
+            e.count = 1
+            e.flagged = 0
+            continue
+        dt = events[i].ts - e.last_ts
+        if dt < min_gap_ns:
+            continue  # a duplicate report of the same arrival (or out of order)
+        e.last_ts = events[i].ts
+        e.count += 1
+        k = e.count - 1
+        x = <double>dt
+        delta = x - e.mean
+        e.mean += delta / k
+        e.m2 += delta * (x - e.mean)
+        if e.count < min_count or k < 2:
+            continue
+        var = e.m2 / (k - 1)
+        cv = sqrt(var) / e.mean
+        periodic = cv <= max_cv
+        if periodic and not e.flagged:
+            e.flagged = 1
+            out[m].ts = events[i].ts
+            out[m].sch = key
+            out[m].node = events[i].node
+            out[m].count = e.count
+            out[m].period_ns = e.mean
+            out[m].cv = cv
+            m += 1
+        elif not periodic:
+            e.flagged = 0
+    return m
+
+
+cdef class BeaconTable:
+    """Per-sch running inter-arrival statistics in a bounded hash table.
+
+    See :class:`ctas7.stages.teth.Teth` for the semantics; this is its kernel.
+    """
+
+    def __cinit__(self, Py_ssize_t capacity=4096, uint32_t min_count=8, double max_cv=0.1,
+                  int64_t min_gap_ns=1_000_000, int probes=8, slots=None):
+        if capacity < 1 or capacity & (capacity - 1):
+            raise ValueError(f"capacity must be a power of two >= 1, got {capacity}")
+        if min_count < 3:
+            raise ValueError(f"min_count must be >= 3 (two intervals), got {min_count}")
+        if not max_cv >= 0.0:
+            raise ValueError(f"max_cv must be >= 0, got {max_cv}")
+        if min_gap_ns < 1:
+            raise ValueError(f"min_gap_ns must be >= 1, got {min_gap_ns}")
+        if probes < 1:
+            raise ValueError(f"probes must be >= 1, got {probes}")
+        self.capacity = capacity
+        self.min_count = min_count
+        self.max_cv = max_cv
+        self.min_gap_ns = min_gap_ns
+        self.probes = min(probes, capacity)
+        if slots is None:
+            self._slots = np.zeros(capacity, dtype=SLOT_DTYPE)
+        else:
+            arr = np.array(slots, copy=True)
+            if arr.dtype != SLOT_DTYPE or arr.shape != (capacity,):
+                raise ValueError(f"slots must be {capacity} records of {SLOT_DTYPE}")
+            self._slots = arr
+        cdef ctas7_beacon_slot_t[::1] view = self._slots
+        self.slots_ptr = &view[0]
+
+    @property
+    def slots(self):
+        """A copy of the table (key, last_ts, mean, m2, count, flagged)."""
+        return self._slots.copy()
+
+    def run(self, const ctas7_event_t[::1] events,  # IN
+            ctas7_beacon_t[::1] out):  # OUT
+        """Update the table with ``events``; write new detections to ``out`` (room for ``len(events)``)."""
+        cdef Py_ssize_t n = events.shape[0], m
+        if out.shape[0] < n:
+            raise ValueError(f"out has {out.shape[0]} slots, needs {n}")
+        if n == 0:
+            return 0
+        with nogil:
+            m = ctas7_teth_beacons(&events[0], n, self.slots_ptr, <uint64_t>(self.capacity - 1), self.probes,
+                                   self.min_count, self.max_cv, self.min_gap_ns, &out[0])
+        return m
+
+    def reset(self):
+        """Forget every sch."""
+        self._slots[:] = 0
+
+    def __reduce__(self):
+        return (BeaconTable, (self.capacity, self.min_count, self.max_cv, self.min_gap_ns, self.probes,
+                              self._slots.copy()))
