@@ -188,6 +188,402 @@ static const ctas7_kernel_table ctas7_kernels_scalar = {
 };
 
 /* ------------------------------------------------------------------------
+ * AVX2 + FMA (8 floats)
+ * ------------------------------------------------------------------------ */
+#if CTAS7_SIMD_X86
+
+#define CTAS7_AVX2_INLINE static inline __attribute__((always_inline)) CTAS7_TARGET_AVX2
+#define CTAS7_AVX512_INLINE static inline __attribute__((always_inline)) CTAS7_TARGET_AVX512
+
+/* Cephes logf: natural log for positive normal x (+inf gives a finite value,
+ * which the callers make irrelevant).  About 1 ulp on [FLT_MIN, FLT_MAX]. */
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_ln(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256i bits = _mm256_castps_si256(x);
+    __m256i ei = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(126));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x3F000000)));
+    __m256 e = _mm256_cvtepi32_ps(ei);
+    __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+    e = _mm256_sub_ps(e, _mm256_and_ps(small, one));
+    m = _mm256_add_ps(_mm256_sub_ps(m, one), _mm256_and_ps(small, m));
+    __m256 z = _mm256_mul_ps(m, m);
+    __m256 y = _mm256_set1_ps(7.0376836292E-2f);
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.1514610310E-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.1676998740E-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.2420140846E-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.4249322787E-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.6668057665E-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(2.0000714765E-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-2.4999993993E-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(3.3333331174E-1f));
+    y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
+    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y));
+}
+
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_abs(__m256 x)
+{
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+}
+
+/* Lanes [0, r) set, for the masked tail (0 < r < 8). */
+CTAS7_AVX2_INLINE __m256i ctas7_avx2_tail(ptrdiff_t r)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_surprisal(__m256 x, __m256 mean, __m256 var)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 ad = ctas7_avx2_abs(_mm256_sub_ps(x, mean));
+    __m256 s = _mm256_mul_ps(_mm256_div_ps(ad, _mm256_sqrt_ps(var)), _mm256_set1_ps(CTAS7_SQRT1_2));
+    __m256 u = _mm256_fmadd_ps(s, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f));
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), u);
+    __m256 p = _mm256_set1_ps(CTAS7_ERFC_C9);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C8));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C7));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C6));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C5));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C4));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C1));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C0));
+    __m256 r = _mm256_mul_ps(_mm256_add_ps(ctas7_avx2_ln(u), _mm256_fmsub_ps(s, s, p)),
+                             _mm256_set1_ps(CTAS7_LOG2E));
+    r = _mm256_max_ps(r, zero);
+    r = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_GT_OQ), r); /* s == 0 or NaN -> 0 */
+    __m256 degenerate = _mm256_and_ps(_mm256_cmp_ps(ad, zero, _CMP_GT_OQ),
+                                      _mm256_set1_ps(INFINITY));
+    return _mm256_blendv_ps(r, degenerate, _mm256_cmp_ps(var, zero, _CMP_LE_OQ));
+}
+
+CTAS7_TARGET_AVX2 static void ctas7_surprisal_avx2(const float *x, const float *mean,
+                                                   const float *var, float *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, ctas7_avx2_surprisal(_mm256_loadu_ps(x + i),
+                                                       _mm256_loadu_ps(mean + i),
+                                                       _mm256_loadu_ps(var + i)));
+    if (i < n) {
+        __m256i k = ctas7_avx2_tail(n - i);
+        _mm256_maskstore_ps(out + i, k, ctas7_avx2_surprisal(_mm256_maskload_ps(x + i, k),
+                                                             _mm256_maskload_ps(mean + i, k),
+                                                             _mm256_maskload_ps(var + i, k)));
+    }
+}
+
+/* p = min(|x - b| / max(b, 1), 1) and the lanes where it is defined. */
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_deviation(__m256 x, __m256 b, __m256 *valid)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 p = _mm256_div_ps(ctas7_avx2_abs(_mm256_sub_ps(x, b)), _mm256_max_ps(b, one));
+    *valid = _mm256_cmp_ps(p, p, _CMP_ORD_Q);
+    return _mm256_min_ps(p, one);
+}
+
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_entropy(__m256 x, __m256 b)
+{
+    __m256 valid;
+    const __m256 tiny = _mm256_set1_ps(FLT_MIN);
+    __m256 p = ctas7_avx2_deviation(x, b, &valid);
+    __m256 q = _mm256_sub_ps(_mm256_set1_ps(1.0f), p);
+    __m256 h = _mm256_mul_ps(p, ctas7_avx2_ln(_mm256_max_ps(p, tiny)));
+    h = _mm256_fmadd_ps(q, ctas7_avx2_ln(_mm256_max_ps(q, tiny)), h);
+    h = _mm256_mul_ps(h, _mm256_set1_ps(-CTAS7_LOG2E));
+    return _mm256_and_ps(valid, _mm256_max_ps(h, _mm256_setzero_ps()));
+}
+
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_relative(__m256 x, __m256 b)
+{
+    __m256 valid;
+    __m256 p = ctas7_avx2_deviation(x, b, &valid);
+    return _mm256_and_ps(valid, _mm256_mul_ps(p, _mm256_set1_ps(CTAS7_LOG2E)));
+}
+
+CTAS7_TARGET_AVX2 static void ctas7_binary_entropy_avx2(const float *x, const float *b,
+                                                        float *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, ctas7_avx2_entropy(_mm256_loadu_ps(x + i), _mm256_loadu_ps(b + i)));
+    if (i < n) {
+        __m256i k = ctas7_avx2_tail(n - i);
+        _mm256_maskstore_ps(out + i, k, ctas7_avx2_entropy(_mm256_maskload_ps(x + i, k),
+                                                           _mm256_maskload_ps(b + i, k)));
+    }
+}
+
+CTAS7_TARGET_AVX2 static void ctas7_relative_score_avx2(const float *x, const float *b,
+                                                        float *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, ctas7_avx2_relative(_mm256_loadu_ps(x + i), _mm256_loadu_ps(b + i)));
+    if (i < n) {
+        __m256i k = ctas7_avx2_tail(n - i);
+        _mm256_maskstore_ps(out + i, k, ctas7_avx2_relative(_mm256_maskload_ps(x + i, k),
+                                                            _mm256_maskload_ps(b + i, k)));
+    }
+}
+
+/* One EWMA step on 8 lanes; lanes with non-finite x keep their state. */
+CTAS7_AVX2_INLINE void ctas7_avx2_ewma(__m256 *mean, __m256 *var, __m256i *count, __m256 x,
+                                       __m256 alpha, __m256 sigma, __m256i min_samples)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 m = *mean, v = *var;
+    __m256i c = *count;
+    __m256 finite = _mm256_cmp_ps(ctas7_avx2_abs(x), _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
+    /* exact uint32 -> float: no unsigned convert before AVX-512 */
+    __m256 cf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(c, 16)), _mm256_set1_ps(65536.0f),
+                                _mm256_cvtepi32_ps(_mm256_and_si256(c, _mm256_set1_epi32(0xFFFF))));
+    __m256 a = _mm256_max_ps(alpha, _mm256_div_ps(one, _mm256_add_ps(cf, one)));
+    __m256i warm = _mm256_cmpeq_epi32(_mm256_max_epu32(c, min_samples), c); /* c >= min_samples */
+    __m256 clip = _mm256_and_ps(_mm256_castsi256_ps(warm),
+                                _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
+    __m256 half = _mm256_mul_ps(sigma, _mm256_sqrt_ps(v));
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_sub_ps(m, half)), _mm256_add_ps(m, half));
+    x = _mm256_blendv_ps(x, xc, clip);
+    __m256 d = _mm256_sub_ps(x, m);
+    __m256 m2 = _mm256_fmadd_ps(a, d, m);
+    __m256 v2 = _mm256_mul_ps(_mm256_sub_ps(one, a), _mm256_fmadd_ps(_mm256_mul_ps(a, d), d, v));
+    __m256i c2 = _mm256_max_epu32(_mm256_add_epi32(c, _mm256_set1_epi32(1)), c); /* saturate */
+    *mean = _mm256_blendv_ps(m, m2, finite);
+    *var = _mm256_blendv_ps(v, v2, finite);
+    *count = _mm256_blendv_epi8(c, c2, _mm256_castps_si256(finite));
+}
+
+CTAS7_TARGET_AVX2 static void ctas7_ewma_update_avx2(float *mean, float *var, uint32_t *count,
+                                                     const float *x, ptrdiff_t n, float alpha,
+                                                     float outlier_sigma, uint32_t min_samples)
+{
+    const __m256 va = _mm256_set1_ps(alpha), vs = _mm256_set1_ps(outlier_sigma);
+    const __m256i vms = _mm256_set1_epi32((int)min_samples);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 m = _mm256_loadu_ps(mean + i), v = _mm256_loadu_ps(var + i);
+        __m256i c = _mm256_loadu_si256((const __m256i *)(count + i));
+        ctas7_avx2_ewma(&m, &v, &c, _mm256_loadu_ps(x + i), va, vs, vms);
+        _mm256_storeu_ps(mean + i, m);
+        _mm256_storeu_ps(var + i, v);
+        _mm256_storeu_si256((__m256i *)(count + i), c);
+    }
+    if (i < n) {
+        __m256i k = ctas7_avx2_tail(n - i);
+        __m256 m = _mm256_maskload_ps(mean + i, k), v = _mm256_maskload_ps(var + i, k);
+        __m256i c = _mm256_maskload_epi32((const int *)(count + i), k);
+        ctas7_avx2_ewma(&m, &v, &c, _mm256_maskload_ps(x + i, k), va, vs, vms);
+        _mm256_maskstore_ps(mean + i, k, m);
+        _mm256_maskstore_ps(var + i, k, v);
+        _mm256_maskstore_epi32((int *)(count + i), k, c);
+    }
+}
+
+static const ctas7_kernel_table ctas7_kernels_avx2 = {
+    ctas7_surprisal_avx2,
+    ctas7_binary_entropy_avx2,
+    ctas7_relative_score_avx2,
+    ctas7_ewma_update_avx2,
+};
+
+/* ------------------------------------------------------------------------
+ * AVX-512 F + DQ (16 floats); same algorithms, native masks for the tails
+ * ------------------------------------------------------------------------ */
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_ln(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512i bits = _mm512_castps_si512(x);
+    __m512i ei = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(126));
+    __m512 m = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_and_si512(bits, _mm512_set1_epi32(0x007FFFFF)), _mm512_set1_epi32(0x3F000000)));
+    __m512 e = _mm512_cvtepi32_ps(ei);
+    __mmask16 small = _mm512_cmp_ps_mask(m, _mm512_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+    e = _mm512_mask_sub_ps(e, small, e, one);
+    m = _mm512_mask_add_ps(_mm512_sub_ps(m, one), small, _mm512_sub_ps(m, one), m);
+    __m512 z = _mm512_mul_ps(m, m);
+    __m512 y = _mm512_set1_ps(7.0376836292E-2f);
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.1514610310E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.1676998740E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.2420140846E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.4249322787E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.6668057665E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(2.0000714765E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-2.4999993993E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(3.3333331174E-1f));
+    y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
+    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
+    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(m, y));
+}
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_abs(__m512 x)
+{
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7FFFFFFF)));
+}
+
+CTAS7_AVX512_INLINE __mmask16 ctas7_avx512_tail(ptrdiff_t r)
+{
+    return (__mmask16)((1u << r) - 1u);
+}
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_surprisal(__m512 x, __m512 mean, __m512 var)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 ad = ctas7_avx512_abs(_mm512_sub_ps(x, mean));
+    __m512 s = _mm512_mul_ps(_mm512_div_ps(ad, _mm512_sqrt_ps(var)), _mm512_set1_ps(CTAS7_SQRT1_2));
+    __m512 u = _mm512_fmadd_ps(s, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f));
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), u);
+    __m512 p = _mm512_set1_ps(CTAS7_ERFC_C9);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C8));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C7));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C6));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C5));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C4));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C1));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C0));
+    __m512 r = _mm512_mul_ps(_mm512_add_ps(ctas7_avx512_ln(u), _mm512_fmsub_ps(s, s, p)),
+                             _mm512_set1_ps(CTAS7_LOG2E));
+    r = _mm512_max_ps(r, zero);
+    r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ), r); /* s == 0 or NaN -> 0 */
+    __m512 degenerate = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ad, zero, _CMP_GT_OQ),
+                                            _mm512_set1_ps(INFINITY));
+    return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(var, zero, _CMP_LE_OQ), degenerate);
+}
+
+CTAS7_TARGET_AVX512 static void ctas7_surprisal_avx512(const float *x, const float *mean,
+                                                       const float *var, float *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, ctas7_avx512_surprisal(_mm512_loadu_ps(x + i),
+                                                         _mm512_loadu_ps(mean + i),
+                                                         _mm512_loadu_ps(var + i)));
+    if (i < n) {
+        __mmask16 k = ctas7_avx512_tail(n - i);
+        _mm512_mask_storeu_ps(out + i, k, ctas7_avx512_surprisal(_mm512_maskz_loadu_ps(k, x + i),
+                                                                 _mm512_maskz_loadu_ps(k, mean + i),
+                                                                 _mm512_maskz_loadu_ps(k, var + i)));
+    }
+}
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_deviation(__m512 x, __m512 b, __mmask16 *valid)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 p = _mm512_div_ps(ctas7_avx512_abs(_mm512_sub_ps(x, b)), _mm512_max_ps(b, one));
+    *valid = _mm512_cmp_ps_mask(p, p, _CMP_ORD_Q);
+    return _mm512_min_ps(p, one);
+}
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_entropy(__m512 x, __m512 b)
+{
+    __mmask16 valid;
+    const __m512 tiny = _mm512_set1_ps(FLT_MIN);
+    __m512 p = ctas7_avx512_deviation(x, b, &valid);
+    __m512 q = _mm512_sub_ps(_mm512_set1_ps(1.0f), p);
+    __m512 h = _mm512_mul_ps(p, ctas7_avx512_ln(_mm512_max_ps(p, tiny)));
+    h = _mm512_fmadd_ps(q, ctas7_avx512_ln(_mm512_max_ps(q, tiny)), h);
+    h = _mm512_mul_ps(h, _mm512_set1_ps(-CTAS7_LOG2E));
+    return _mm512_maskz_mov_ps(valid, _mm512_max_ps(h, _mm512_setzero_ps()));
+}
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_relative(__m512 x, __m512 b)
+{
+    __mmask16 valid;
+    __m512 p = ctas7_avx512_deviation(x, b, &valid);
+    return _mm512_maskz_mov_ps(valid, _mm512_mul_ps(p, _mm512_set1_ps(CTAS7_LOG2E)));
+}
+
+CTAS7_TARGET_AVX512 static void ctas7_binary_entropy_avx512(const float *x, const float *b,
+                                                            float *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, ctas7_avx512_entropy(_mm512_loadu_ps(x + i), _mm512_loadu_ps(b + i)));
+    if (i < n) {
+        __mmask16 k = ctas7_avx512_tail(n - i);
+        _mm512_mask_storeu_ps(out + i, k, ctas7_avx512_entropy(_mm512_maskz_loadu_ps(k, x + i),
+                                                               _mm512_maskz_loadu_ps(k, b + i)));
+    }
+}
+
+CTAS7_TARGET_AVX512 static void ctas7_relative_score_avx512(const float *x, const float *b,
+                                                            float *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, ctas7_avx512_relative(_mm512_loadu_ps(x + i), _mm512_loadu_ps(b + i)));
+    if (i < n) {
+        __mmask16 k = ctas7_avx512_tail(n - i);
+        _mm512_mask_storeu_ps(out + i, k, ctas7_avx512_relative(_mm512_maskz_loadu_ps(k, x + i),
+                                                                _mm512_maskz_loadu_ps(k, b + i)));
+    }
+}
+
+CTAS7_AVX512_INLINE void ctas7_avx512_ewma(__m512 *mean, __m512 *var, __m512i *count, __m512 x,
+                                           __m512 alpha, __m512 sigma, __m512i min_samples)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 m = *mean, v = *var;
+    __m512i c = *count;
+    __mmask16 finite = _mm512_cmp_ps_mask(ctas7_avx512_abs(x), _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
+    __m512 a = _mm512_max_ps(alpha, _mm512_div_ps(one, _mm512_add_ps(_mm512_cvtepu32_ps(c), one)));
+    __mmask16 clip = _mm512_cmpge_epu32_mask(c, min_samples)
+                     & _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    __m512 half = _mm512_mul_ps(sigma, _mm512_sqrt_ps(v));
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_sub_ps(m, half)), _mm512_add_ps(m, half));
+    x = _mm512_mask_mov_ps(x, clip, xc);
+    __m512 d = _mm512_sub_ps(x, m);
+    *mean = _mm512_mask_mov_ps(m, finite, _mm512_fmadd_ps(a, d, m));
+    *var = _mm512_mask_mov_ps(v, finite, _mm512_mul_ps(_mm512_sub_ps(one, a),
+                                                       _mm512_fmadd_ps(_mm512_mul_ps(a, d), d, v)));
+    *count = _mm512_mask_mov_epi32(c, finite,
+                                   _mm512_max_epu32(_mm512_add_epi32(c, _mm512_set1_epi32(1)), c));
+}
+
+CTAS7_TARGET_AVX512 static void ctas7_ewma_update_avx512(float *mean, float *var, uint32_t *count,
+                                                         const float *x, ptrdiff_t n, float alpha,
+                                                         float outlier_sigma, uint32_t min_samples)
+{
+    const __m512 va = _mm512_set1_ps(alpha), vs = _mm512_set1_ps(outlier_sigma);
+    const __m512i vms = _mm512_set1_epi32((int)min_samples);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 m = _mm512_loadu_ps(mean + i), v = _mm512_loadu_ps(var + i);
+        __m512i c = _mm512_loadu_si512((const void *)(count + i));
+        ctas7_avx512_ewma(&m, &v, &c, _mm512_loadu_ps(x + i), va, vs, vms);
+        _mm512_storeu_ps(mean + i, m);
+        _mm512_storeu_ps(var + i, v);
+        _mm512_storeu_si512((void *)(count + i), c);
+    }
+    if (i < n) {
+        __mmask16 k = ctas7_avx512_tail(n - i);
+        __m512 m = _mm512_maskz_loadu_ps(k, mean + i), v = _mm512_maskz_loadu_ps(k, var + i);
+        __m512i c = _mm512_maskz_loadu_epi32(k, count + i);
+        ctas7_avx512_ewma(&m, &v, &c, _mm512_maskz_loadu_ps(k, x + i), va, vs, vms);
+        _mm512_mask_storeu_ps(mean + i, k, m);
+        _mm512_mask_storeu_ps(var + i, k, v);
+        _mm512_mask_storeu_epi32(count + i, k, c);
+    }
+}
+
+static const ctas7_kernel_table ctas7_kernels_avx512 = {
+    ctas7_surprisal_avx512,
+    ctas7_binary_entropy_avx512,
+    ctas7_relative_score_avx512,
+    ctas7_ewma_update_avx512,
+};
+
+#endif /* CTAS7_SIMD_X86 */
+
+/* ------------------------------------------------------------------------
  * Dispatch table
  * ------------------------------------------------------------------------ */
 
@@ -197,6 +593,10 @@ static inline const ctas7_kernel_table *ctas7_kernel_table_for(int variant)
 {
     switch (variant) {
     case CTAS7_SIMD_SCALAR: return &ctas7_kernels_scalar;
+#if CTAS7_SIMD_X86
+    case CTAS7_SIMD_AVX2: return &ctas7_kernels_avx2;
+    case CTAS7_SIMD_AVX512: return &ctas7_kernels_avx512;
+#endif
     default: return NULL;
     }
 }
