@@ -1,0 +1,132 @@
+# Convergence meter kernels: shared declarations (see _meter.pyx).
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+# One EVENT_DTYPE record (ctas7.events), 32 bytes, naturally aligned.
+cdef packed struct meter_event_t:
+    int64_t ts
+    uint64_t sch
+    uint32_t seq
+    uint32_t node
+    uint16_t station
+    uint16_t kind
+    float value
+
+
+# Scalar parameters, already transformed for the hot loop (z thresholds
+# squared, persistence mask, decay table).
+ctypedef struct meter_cfg_t:
+    int64_t tick_ns
+    float alpha
+    uint32_t min_samples
+    float outlier_sigma
+    double var_floor
+    double poisson_floor
+    double z2_hot
+    double z2_investigate
+    uint32_t persist_m
+    uint32_t persist_mask
+    uint32_t min_state_ticks
+    double min_hot_nodes
+    double convergence_threshold
+    int64_t window_ticks
+    double half_life
+    double decay[256]    # 2**(-age / half_life) for age < 256
+
+# Sparse per-node overrides, densified whenever the node arrays grow.
+ctypedef struct meter_over_t:
+    const int64_t* thr_nodes
+    const double* thr_z2
+    const double* thr_z2inv
+    Py_ssize_t n_thr
+    const int64_t* w_nodes
+    const double* w_values
+    Py_ssize_t n_w
+    const int32_t* groups
+    Py_ssize_t n_groups_arr
+
+# Per-node state plus the convergence window. Arrays have `cap` entries.
+ctypedef struct meter_state_t:
+    Py_ssize_t n          # nodes in use
+    Py_ssize_t cap
+    int track             # 1: streaming (states, z, snapshots); 0: alarms only
+    int64_t n_closed      # ticks closed so far
+    int64_t open_tick
+    int started
+    int prev_converged
+    uint64_t late_events
+    uint64_t skipped_ticks
+    # baseline
+    float* mean
+    float* var
+    uint32_t* count
+    # open-tick accumulator (streaming)
+    float* acc
+    # hotness and window
+    uint32_t* hist
+    int64_t* last_hot
+    int64_t* first_hot
+    int8_t* hot_dir
+    uint8_t* hot
+    float* hot_z
+    float* last_z
+    # state machine (streaming)
+    uint8_t* state
+    uint32_t* state_age
+    float* x1
+    float* x2
+    # per-node parameters
+    double* z2thr
+    double* z2inv
+    double* weight
+    int32_t* group
+    # active (in-window) node list
+    int32_t* active
+    Py_ssize_t n_active
+    # per-group sums for the confidence
+    Py_ssize_t n_groups
+    double* gpos
+    double* gneg
+    int32_t* gtouched
+    uint8_t* gmark
+    # last tick's window summary
+    double last_count
+    double last_confidence
+    # fired snapshots (streaming)
+    Py_ssize_t n_fired
+    Py_ssize_t fired_cap
+    int64_t* fired_tick
+    double* fired_count
+    double* fired_conf
+    int64_t* fired_off
+    Py_ssize_t n_snap
+    Py_ssize_t snap_cap
+    int32_t* snap_node
+    int64_t* snap_first
+    float* snap_z
+    int8_t* snap_dir
+
+
+cdef class MeterConfig:
+    cdef meter_cfg_t cfg
+    cdef object kwargs
+    cdef object thr_nodes       # int64 node ids with a threshold override
+    cdef object thr_z2          # float64 z^2 (hot) per override
+    cdef object thr_z2inv       # float64 z^2 (investigate) per override
+    cdef object w_nodes         # int64 node ids with a weight
+    cdef object w_values        # float64 weights
+
+
+cdef class MeterCore:
+    cdef meter_state_t st
+    cdef readonly MeterConfig config
+    cdef object groups_arr      # int32 node -> group (nodes past its end: group 0)
+    cdef meter_over_t over
+    cdef readonly int64_t max_gap_ticks
+    cdef readonly uint32_t max_nodes
+    cdef void* _ptr(self, str name) except NULL
+    cdef _push_fired(self, int64_t t, double cnt, double conf, nodes, first, hz, dirs)
+
+
+cdef double z_of_bits(double bits) noexcept nogil
+cdef uint32_t popcount32(uint32_t v) noexcept nogil

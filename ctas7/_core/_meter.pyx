@@ -1,0 +1,891 @@
+"""Convergence meter kernels (private; use ``ctas7.stages.meter``).
+
+One core, ``_close_tick``, closes an event-time tick for every node: it
+scores the tick against the node's baseline (before updating it), updates
+persistence, hotness and (when tracking) the node state machine, updates
+the EWMA baselines, and evaluates the convergence window. The streaming
+``MeterCore`` feeds it from batches of events (scatter-add into the open
+tick); ``evaluate_activity`` feeds it rows of a precomputed activity
+matrix. Both run entirely without the GIL.
+"""
+
+from libc.math cimport erfc, exp2, fabs, isfinite, log2, sqrt, INFINITY, NAN
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from ctas7._core._kernels cimport ewma_update_f32, surprisal_f32
+
+cdef extern from *:
+    """
+    #define CTAS7_METER_SQRT1_2 0.70710678118654752440
+    """
+    double CTAS7_METER_SQRT1_2
+
+DEF KIND_CONTROL_BASE = 0xFF00
+DEF DECAY_TABLE = 256
+
+cdef enum:
+    CALM = 0
+    INVESTIGATING = 1
+    HIGH = 2
+    LOW = 3
+    INCREASING = 4
+    REDUCING = 5
+
+cdef enum:
+    ERR_NOMEM = -1
+    ERR_NODE = -2
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------
+
+cdef inline uint32_t popcount32(uint32_t v) noexcept nogil:
+    v = v - ((v >> 1) & 0x55555555u)
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u)
+    return (((v + (v >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24
+
+
+cdef inline double _bits_of_z(double z) noexcept nogil:
+    return -log2(erfc(z * CTAS7_METER_SQRT1_2))
+
+
+cdef double z_of_bits(double bits) noexcept nogil:
+    """Smallest |z| whose two-sided surprisal is at least ``bits``."""
+    cdef double lo = 0.0, hi = 40.0, mid
+    cdef int k
+    if bits <= 0.0:
+        return 0.0
+    if not isfinite(bits):
+        return INFINITY
+    if _bits_of_z(hi) < bits:
+        return INFINITY
+    for k in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid == lo or mid == hi:
+            break
+        if _bits_of_z(mid) >= bits:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t q = a / b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef int _realloc(void** p, size_t elsize, Py_ssize_t cap) noexcept nogil:
+    cdef void* q = realloc(p[0], elsize * <size_t>(cap if cap > 0 else 1))
+    if q == NULL:
+        return -1
+    p[0] = q
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# State allocation
+# ---------------------------------------------------------------------------
+
+cdef void _state_zero(meter_state_t* st) noexcept nogil:
+    memset(st, 0, sizeof(meter_state_t))
+
+
+cdef void _state_free(meter_state_t* st) noexcept nogil:
+    free(st.mean); free(st.var); free(st.count); free(st.acc)
+    free(st.hist); free(st.last_hot); free(st.first_hot); free(st.hot_dir)
+    free(st.hot); free(st.hot_z); free(st.last_z)
+    free(st.state); free(st.state_age); free(st.x1); free(st.x2)
+    free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
+    free(st.active); free(st.gpos); free(st.gneg); free(st.gtouched); free(st.gmark)
+    free(st.fired_tick); free(st.fired_count); free(st.fired_conf); free(st.fired_off)
+    free(st.snap_node); free(st.snap_first); free(st.snap_z); free(st.snap_dir)
+    _state_zero(st)
+
+
+cdef int _state_init(meter_state_t* st, int track, Py_ssize_t n_groups) noexcept nogil:
+    """Fresh state with no nodes; ``n_groups`` sized group sums."""
+    _state_zero(st)
+    st.track = track
+    if n_groups < 1:
+        n_groups = 1
+    st.n_groups = n_groups
+    st.gpos = <double*>malloc(sizeof(double) * n_groups)
+    st.gneg = <double*>malloc(sizeof(double) * n_groups)
+    st.gtouched = <int32_t*>malloc(sizeof(int32_t) * n_groups)
+    st.gmark = <uint8_t*>malloc(sizeof(uint8_t) * n_groups)
+    if st.gpos == NULL or st.gneg == NULL or st.gtouched == NULL or st.gmark == NULL:
+        return -1
+    memset(st.gpos, 0, sizeof(double) * n_groups)
+    memset(st.gneg, 0, sizeof(double) * n_groups)
+    memset(st.gmark, 0, n_groups)
+    return 0
+
+
+cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
+    if cap <= st.cap:
+        return 0
+    if (_realloc(<void**>&st.mean, sizeof(float), cap)
+            or _realloc(<void**>&st.var, sizeof(float), cap)
+            or _realloc(<void**>&st.count, sizeof(uint32_t), cap)
+            or _realloc(<void**>&st.hist, sizeof(uint32_t), cap)
+            or _realloc(<void**>&st.last_hot, sizeof(int64_t), cap)
+            or _realloc(<void**>&st.first_hot, sizeof(int64_t), cap)
+            or _realloc(<void**>&st.hot_dir, sizeof(int8_t), cap)
+            or _realloc(<void**>&st.z2thr, sizeof(double), cap)
+            or _realloc(<void**>&st.z2inv, sizeof(double), cap)
+            or _realloc(<void**>&st.weight, sizeof(double), cap)
+            or _realloc(<void**>&st.group, sizeof(int32_t), cap)
+            or _realloc(<void**>&st.active, sizeof(int32_t), cap)):
+        return -1
+    if st.track:
+        if (_realloc(<void**>&st.acc, sizeof(float), cap)
+                or _realloc(<void**>&st.hot, sizeof(uint8_t), cap)
+                or _realloc(<void**>&st.hot_z, sizeof(float), cap)
+                or _realloc(<void**>&st.last_z, sizeof(float), cap)
+                or _realloc(<void**>&st.state, sizeof(uint8_t), cap)
+                or _realloc(<void**>&st.state_age, sizeof(uint32_t), cap)
+                or _realloc(<void**>&st.x1, sizeof(float), cap)
+                or _realloc(<void**>&st.x2, sizeof(float), cap)):
+            return -1
+    st.cap = cap
+    return 0
+
+
+cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over_t* ov,
+                     Py_ssize_t n) noexcept nogil:
+    """Add nodes ``st.n .. n-1``, as if they had seen zero activity since
+    the first closed tick (so a stream equals its activity matrix)."""
+    cdef Py_ssize_t i, j, old = st.n, cap
+    cdef int64_t node
+    cdef uint32_t seen
+    if n <= old:
+        return 0
+    if n > st.cap:
+        cap = st.cap * 2
+        if cap < n:
+            cap = n
+        if _state_reserve(st, cap):
+            return -1
+    if st.n_closed < <int64_t>0xFFFFFFFFu:
+        seen = <uint32_t>st.n_closed
+    else:
+        seen = 0xFFFFFFFFu
+    for i in range(old, n):
+        st.mean[i] = 0.0
+        st.var[i] = 0.0
+        st.count[i] = seen
+        st.hist[i] = 0
+        st.last_hot[i] = -(1LL << 62)
+        st.first_hot[i] = -(1LL << 62)
+        st.hot_dir[i] = 0
+        st.z2thr[i] = cfg.z2_hot
+        st.z2inv[i] = cfg.z2_investigate
+        st.weight[i] = 1.0
+        st.group[i] = ov.groups[i] if i < ov.n_groups_arr else 0
+        if st.track:
+            st.acc[i] = 0.0
+            st.hot[i] = 0
+            st.hot_z[i] = 0.0
+            st.last_z[i] = 0.0
+            st.state[i] = CALM
+            st.state_age[i] = seen
+            st.x1[i] = 0.0 if st.n_closed >= 1 else NAN
+            st.x2[i] = 0.0 if st.n_closed >= 2 else NAN
+    for j in range(ov.n_thr):
+        node = ov.thr_nodes[j]
+        if old <= node < n:
+            st.z2thr[node] = ov.thr_z2[j]
+            st.z2inv[node] = ov.thr_z2inv[j]
+    for j in range(ov.n_w):
+        node = ov.w_nodes[j]
+        if old <= node < n:
+            st.weight[node] = ov.w_values[j]
+    st.n = n
+    return 0
+
+
+cdef int _fired_reserve(meter_state_t* st, Py_ssize_t k) noexcept nogil:
+    """Room for one more fired record with ``k`` nodes."""
+    cdef Py_ssize_t need
+    if st.n_fired + 1 > st.fired_cap:
+        need = 2 * st.fired_cap + 4
+        if (_realloc(<void**>&st.fired_tick, sizeof(int64_t), need)
+                or _realloc(<void**>&st.fired_count, sizeof(double), need)
+                or _realloc(<void**>&st.fired_conf, sizeof(double), need)
+                or _realloc(<void**>&st.fired_off, sizeof(int64_t), need + 1)):
+            return -1
+        st.fired_cap = need
+    if st.n_snap + k > st.snap_cap:
+        need = 2 * st.snap_cap + k + 8
+        if (_realloc(<void**>&st.snap_node, sizeof(int32_t), need)
+                or _realloc(<void**>&st.snap_first, sizeof(int64_t), need)
+                or _realloc(<void**>&st.snap_z, sizeof(float), need)
+                or _realloc(<void**>&st.snap_dir, sizeof(int8_t), need)):
+            return -1
+        st.snap_cap = need
+    return 0
+
+
+cdef int _snapshot(meter_state_t* st, int64_t t, double count, double conf) noexcept nogil:
+    cdef Py_ssize_t j, i
+    if _fired_reserve(st, st.n_active):
+        return -1
+    st.fired_tick[st.n_fired] = t
+    st.fired_count[st.n_fired] = count
+    st.fired_conf[st.n_fired] = conf
+    st.fired_off[st.n_fired] = st.n_snap
+    for j in range(st.n_active):
+        i = st.active[j]
+        st.snap_node[st.n_snap] = <int32_t>i
+        st.snap_first[st.n_snap] = st.first_hot[i]
+        st.snap_z[st.n_snap] = st.hot_z[i]
+        st.snap_dir[st.n_snap] = st.hot_dir[i]
+        st.n_snap += 1
+    st.n_fired += 1
+    st.fired_off[st.n_fired] = st.n_snap
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# The core: close one tick for every node
+# ---------------------------------------------------------------------------
+
+cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row,
+                     int64_t t) noexcept nogil:
+    """Score, hotness, states, baselines and convergence for tick ``t``.
+
+    Returns 1 if convergence fired (rising edge), 0 if not, -1 on OOM.
+    """
+    cdef Py_ssize_t i, j, k, n = st.n
+    cdef int64_t lo = t - cfg.window_ticks + 1
+    cdef int64_t age
+    cdef float x
+    cdef double m, ve, fl, d, z2, zz, w, dec, total, best, conf
+    cdef uint32_t h, c
+    cdef int raw, hot, converged, fired
+    cdef uint8_t cand, s
+    cdef int32_t g
+    cdef Py_ssize_t n_touched
+
+    # Expire window members first so a node re-entering is listed once.
+    k = 0
+    for j in range(st.n_active):
+        i = st.active[j]
+        if st.last_hot[i] >= lo:
+            st.active[k] = <int32_t>i
+            k += 1
+    st.n_active = k
+
+    for i in range(n):
+        x = row[i]
+        c = st.count[i]
+        raw = 0
+        z2 = 0.0
+        d = 0.0
+        if c >= cfg.min_samples:
+            m = st.mean[i]
+            ve = st.var[i]
+            fl = cfg.poisson_floor * fabs(m)
+            if fl < cfg.var_floor:
+                fl = cfg.var_floor
+            if not (ve >= fl):
+                ve = fl
+            d = <double>x - m
+            z2 = d * d / ve
+            raw = z2 >= st.z2thr[i]
+        h = ((st.hist[i] << 1) | <uint32_t>raw) & cfg.persist_mask
+        st.hist[i] = h
+        hot = popcount32(h) >= cfg.persist_m
+        if raw:
+            st.hot_dir[i] = 1 if d > 0.0 else -1
+        if hot:
+            if st.last_hot[i] < lo:
+                st.first_hot[i] = t
+                st.active[st.n_active] = <int32_t>i
+                st.n_active += 1
+            st.last_hot[i] = t
+        if st.track:
+            zz = sqrt(z2) if z2 == z2 else 0.0
+            if d < 0.0:
+                zz = -zz
+            st.last_z[i] = <float>zz
+            if raw:
+                st.hot_z[i] = <float>zz
+            st.hot[i] = <uint8_t>hot
+            if c < cfg.min_samples:
+                cand = CALM
+            elif hot:
+                cand = HIGH if st.hot_dir[i] > 0 else LOW
+            elif raw or z2 >= st.z2inv[i]:
+                cand = INVESTIGATING
+            elif st.x2[i] < st.x1[i] and st.x1[i] < x:
+                cand = INCREASING
+            elif st.x2[i] > st.x1[i] and st.x1[i] > x:
+                cand = REDUCING
+            else:
+                cand = CALM
+            s = st.state[i]
+            if cand != s and (cand == HIGH or cand == LOW or st.state_age[i] >= cfg.min_state_ticks):
+                st.state[i] = cand
+                st.state_age[i] = 1
+            elif st.state_age[i] < 0xFFFFFFFFu:
+                st.state_age[i] += 1
+            st.x2[i] = st.x1[i]
+            st.x1[i] = x
+
+    ewma_update_f32(st.mean, st.var, st.count, row, n, cfg.alpha, cfg.outlier_sigma, cfg.min_samples)
+    st.n_closed += 1
+
+    # Window: weighted count of distinct hot nodes, and the decayed weight of
+    # the largest (group, direction) cluster as a share of that count.
+    total = 0.0
+    n_touched = 0
+    for j in range(st.n_active):
+        i = st.active[j]
+        w = st.weight[i]
+        total += w
+        age = t - st.first_hot[i]
+        if age < DECAY_TABLE:
+            dec = cfg.decay[age]
+        else:
+            dec = exp2(-<double>age / cfg.half_life)
+        g = st.group[i]
+        if not st.gmark[g]:
+            st.gmark[g] = 1
+            st.gtouched[n_touched] = g
+            n_touched += 1
+        if st.hot_dir[i] > 0:
+            st.gpos[g] += w * dec
+        else:
+            st.gneg[g] += w * dec
+    best = 0.0
+    for j in range(n_touched):
+        g = st.gtouched[j]
+        if st.gpos[g] > best:
+            best = st.gpos[g]
+        if st.gneg[g] > best:
+            best = st.gneg[g]
+        st.gpos[g] = 0.0
+        st.gneg[g] = 0.0
+        st.gmark[g] = 0
+    conf = best / total if total > 0.0 else 0.0
+    converged = (st.n_active > 0 and total >= cfg.min_hot_nodes - 1e-9
+                 and conf >= cfg.convergence_threshold - 1e-12)
+    fired = converged and not st.prev_converged
+    st.prev_converged = converged
+    st.last_count = total
+    st.last_confidence = conf
+    if fired and st.track:
+        if _snapshot(st, t, total, conf):
+            return -1
+    return fired
+
+
+cdef Py_ssize_t _stream(meter_state_t* st, const meter_cfg_t* cfg, const meter_over_t* ov,
+                        const meter_event_t* ev, Py_ssize_t n_ev, int64_t max_gap,
+                        uint32_t max_nodes, int64_t* bad) noexcept nogil:
+    """Scatter-add a batch into the open tick, closing ticks as time moves on.
+
+    Returns the number of ticks closed, or ERR_NODE / ERR_NOMEM (before any
+    state has changed for ERR_NODE; ``bad`` gets the offending node).
+    """
+    cdef Py_ssize_t e, closed = 0
+    cdef int64_t k, gap, todo, j
+    cdef uint32_t top = 0
+    cdef int have = 0, r
+    for e in range(n_ev):
+        if ev[e].kind < KIND_CONTROL_BASE:
+            if ev[e].node >= max_nodes:
+                bad[0] = ev[e].node
+                return ERR_NODE
+            if not have or ev[e].node > top:
+                top = ev[e].node
+                have = 1
+    if have and <Py_ssize_t>top + 1 > st.n:
+        if _state_grow(st, cfg, ov, <Py_ssize_t>top + 1):
+            return ERR_NOMEM
+    for e in range(n_ev):
+        k = _floordiv(ev[e].ts, cfg.tick_ns)
+        if not st.started:
+            st.open_tick = k
+            st.started = 1
+        elif k > st.open_tick:
+            r = _close_tick(st, cfg, st.acc, st.open_tick)
+            if r < 0:
+                return ERR_NOMEM
+            memset(st.acc, 0, sizeof(float) * st.n)
+            closed += 1
+            gap = k - st.open_tick - 1
+            todo = gap if gap < max_gap else max_gap
+            for j in range(todo):
+                if _close_tick(st, cfg, st.acc, st.open_tick + 1 + j) < 0:
+                    return ERR_NOMEM
+                closed += 1
+            st.skipped_ticks += <uint64_t>(gap - todo)
+            st.open_tick = k
+        elif k < st.open_tick:
+            st.late_events += 1
+        if ev[e].kind < KIND_CONTROL_BASE:
+            st.acc[ev[e].node] += ev[e].value
+    return closed
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+cdef class MeterConfig:
+    """Hot-loop form of ``MeterParams`` (z thresholds, masks, decay table).
+
+    Built by ``ctas7.stages.meter``; the keyword arguments are the already
+    validated parameters.
+    """
+
+    def __init__(self, *, int64_t tick_ns, double alpha, uint32_t min_samples,
+                 double outlier_sigma, double var_floor, double poisson_floor,
+                 double score_threshold, uint32_t persistence_m, uint32_t persistence_n,
+                 uint32_t min_state_ticks, double min_hot_nodes, double convergence_threshold,
+                 int64_t window_ticks, double confidence_half_life,
+                 node_thresholds=(), node_weights=()):
+        cdef int a
+        if tick_ns < 1 or window_ticks < 1 or not (0 < persistence_m <= persistence_n <= 32):
+            raise ValueError("invalid meter configuration (validate through MeterParams)")
+        self.kwargs = dict(
+            tick_ns=tick_ns, alpha=alpha, min_samples=min_samples, outlier_sigma=outlier_sigma,
+            var_floor=var_floor, poisson_floor=poisson_floor, score_threshold=score_threshold,
+            persistence_m=persistence_m, persistence_n=persistence_n,
+            min_state_ticks=min_state_ticks, min_hot_nodes=min_hot_nodes,
+            convergence_threshold=convergence_threshold, window_ticks=window_ticks,
+            confidence_half_life=confidence_half_life,
+            node_thresholds=tuple(node_thresholds), node_weights=tuple(node_weights))
+        self.cfg.tick_ns = tick_ns
+        self.cfg.alpha = <float>alpha
+        self.cfg.min_samples = min_samples
+        self.cfg.outlier_sigma = <float>outlier_sigma
+        self.cfg.var_floor = var_floor
+        self.cfg.poisson_floor = poisson_floor
+        self.cfg.z2_hot = z_of_bits(score_threshold) ** 2
+        self.cfg.z2_investigate = z_of_bits(0.5 * score_threshold) ** 2
+        self.cfg.persist_m = persistence_m
+        self.cfg.persist_mask = 0xFFFFFFFFu if persistence_n == 32 else ((1u << persistence_n) - 1u)
+        self.cfg.min_state_ticks = min_state_ticks
+        self.cfg.min_hot_nodes = min_hot_nodes
+        self.cfg.convergence_threshold = convergence_threshold
+        self.cfg.window_ticks = window_ticks
+        self.cfg.half_life = confidence_half_life
+        for a in range(DECAY_TABLE):
+            self.cfg.decay[a] = exp2(-<double>a / confidence_half_life)
+        thr = list(node_thresholds)
+        self.thr_nodes = np.array([int(k) for k, _ in thr], dtype=np.int64)
+        self.thr_z2 = np.array([z_of_bits(float(v)) ** 2 for _, v in thr], dtype=np.float64)
+        self.thr_z2inv = np.array([z_of_bits(0.5 * float(v)) ** 2 for _, v in thr], dtype=np.float64)
+        wts = list(node_weights)
+        self.w_nodes = np.array([int(k) for k, _ in wts], dtype=np.int64)
+        self.w_values = np.array([float(v) for _, v in wts], dtype=np.float64)
+
+    def __reduce__(self):
+        return (_config_from_kwargs, (self.kwargs,))
+
+    @property
+    def z_threshold(self):
+        """|z| at which a node (without override) becomes hot."""
+        return sqrt(self.cfg.z2_hot)
+
+    @property
+    def tick_ns(self):
+        return self.cfg.tick_ns
+
+    @property
+    def window_ticks(self):
+        return self.cfg.window_ticks
+
+
+def _config_from_kwargs(kwargs):
+    return MeterConfig(**kwargs)
+
+
+cdef void _fill_over(meter_over_t* ov, MeterConfig config, groups_arr):
+    cdef const int64_t[::1] tn = config.thr_nodes
+    cdef const double[::1] tz = config.thr_z2
+    cdef const double[::1] ti = config.thr_z2inv
+    cdef const int64_t[::1] wn = config.w_nodes
+    cdef const double[::1] wv = config.w_values
+    cdef const int32_t[::1] gr = groups_arr
+    ov.n_thr = tn.shape[0]
+    ov.thr_nodes = &tn[0] if ov.n_thr else NULL
+    ov.thr_z2 = &tz[0] if ov.n_thr else NULL
+    ov.thr_z2inv = &ti[0] if ov.n_thr else NULL
+    ov.n_w = wn.shape[0]
+    ov.w_nodes = &wn[0] if ov.n_w else NULL
+    ov.w_values = &wv[0] if ov.n_w else NULL
+    ov.n_groups_arr = gr.shape[0]
+    ov.groups = &gr[0] if ov.n_groups_arr else NULL
+
+
+def _groups_array(groups):
+    if groups is None:
+        return np.zeros(0, dtype=np.int32)
+    g = np.ascontiguousarray(groups)
+    if g.ndim != 1 or g.dtype.kind not in "iu":
+        raise TypeError(f"groups must be a 1-d integer array (node -> group), got {g.dtype} shape {g.shape}")
+    if g.size and (g.min() < 0 or g.max() >= 1 << 20):
+        raise ValueError("groups must lie in [0, 2**20)")
+    return g.astype(np.int32)
+
+
+# ---------------------------------------------------------------------------
+# Streaming meter
+# ---------------------------------------------------------------------------
+
+_STATE_ARRAYS = (
+    ("mean", np.float32), ("var", np.float32), ("count", np.uint32), ("acc", np.float32),
+    ("hist", np.uint32), ("last_hot", np.int64), ("first_hot", np.int64), ("hot_dir", np.int8),
+    ("hot", np.uint8), ("hot_z", np.float32), ("last_z", np.float32), ("state", np.uint8),
+    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32),
+)
+
+
+cdef class MeterCore:
+    """Streaming state of the convergence meter (all nodes).
+
+    Parameters
+    ----------
+    config : MeterConfig
+    groups : array of int or None
+        Group of each node; nodes past its end are in group 0.
+    n_nodes : int
+        Nodes to allocate up front (more are added as events name them).
+    max_gap_ticks : int
+        At most this many empty ticks are closed for one jump in event time;
+        the rest are skipped (counted in ``skipped_ticks``).
+    max_nodes : int
+        Events naming a node at or above this are rejected (ValueError).
+    """
+
+    def __cinit__(self):
+        _state_zero(&self.st)
+
+    def __init__(self, MeterConfig config not None, groups=None, Py_ssize_t n_nodes=0,
+                 int64_t max_gap_ticks=100_000, uint32_t max_nodes=1 << 24):
+        self.config = config
+        self.groups_arr = _groups_array(groups)
+        self.max_gap_ticks = max_gap_ticks
+        self.max_nodes = max_nodes
+        _fill_over(&self.over, config, self.groups_arr)
+        n_groups = int(self.groups_arr.max()) + 1 if self.groups_arr.size else 1
+        if _state_init(&self.st, 1, n_groups):
+            raise MemoryError()
+        if n_nodes > 0 and _state_grow(&self.st, &config.cfg, &self.over, n_nodes):
+            raise MemoryError()
+
+    def __dealloc__(self):
+        _state_free(&self.st)
+
+    def process(self, const meter_event_t[::1] events):  # IN
+        """Add a batch; close every tick it moves past. Returns ticks closed."""
+        cdef Py_ssize_t r
+        cdef int64_t bad = 0
+        cdef const meter_event_t* p = &events[0] if events.shape[0] else NULL
+        with nogil:
+            r = _stream(&self.st, &self.config.cfg, &self.over, p, events.shape[0],
+                        self.max_gap_ticks, self.max_nodes, &bad)
+        if r == ERR_NODE:
+            raise ValueError(f"event names node {bad}, beyond max_nodes={self.max_nodes}")
+        if r == ERR_NOMEM:
+            raise MemoryError("meter state could not grow")
+        return r
+
+    def step(self, const float[::1] row):  # IN
+        """Close one tick with the given per-node activity (replay, tests).
+
+        Returns True if convergence fired on this tick.
+        """
+        cdef int r
+        cdef Py_ssize_t n = row.shape[0]
+        cdef int64_t t
+        if n > self.max_nodes:
+            raise ValueError(f"row has {n} nodes, beyond max_nodes={self.max_nodes}")
+        if n > self.st.n and _state_grow(&self.st, &self.config.cfg, &self.over, n):
+            raise MemoryError()
+        if n < self.st.n:
+            raise ValueError(f"row has {n} nodes, the meter tracks {self.st.n}")
+        if not self.st.started:
+            self.st.started = 1
+            self.st.open_tick = 0
+        t = self.st.open_tick
+        with nogil:
+            r = _close_tick(&self.st, &self.config.cfg, &row[0] if n else NULL, t)
+        self.st.open_tick = t + 1
+        if r < 0:
+            raise MemoryError()
+        return bool(r)
+
+    def take_fired(self):
+        """Snapshots of fired convergences since the last call, and clear.
+
+        Returns a list of ``(tick, weighted_count, confidence, nodes,
+        first_hot_ticks, hot_z, directions)`` with numpy arrays.
+        """
+        out = []
+        cdef Py_ssize_t f, a, b
+        for f in range(self.st.n_fired):
+            a = self.st.fired_off[f]
+            b = self.st.fired_off[f + 1]
+            out.append((
+                int(self.st.fired_tick[f]), float(self.st.fired_count[f]), float(self.st.fired_conf[f]),
+                np.asarray(<int32_t[:b - a]>(self.st.snap_node + a)).astype(np.int64) if b > a else np.zeros(0, np.int64),
+                np.asarray(<int64_t[:b - a]>(self.st.snap_first + a)).copy() if b > a else np.zeros(0, np.int64),
+                np.asarray(<float[:b - a]>(self.st.snap_z + a)).copy() if b > a else np.zeros(0, np.float32),
+                np.asarray(<int8_t[:b - a]>(self.st.snap_dir + a)).copy() if b > a else np.zeros(0, np.int8),
+            ))
+        self.st.n_fired = 0
+        self.st.n_snap = 0
+        return out
+
+    def array(self, str name):
+        """A copy of one per-node state array (see ``_STATE_ARRAYS``)."""
+        cdef Py_ssize_t n = self.st.n
+        cdef void* p = self._ptr(name)
+        dt = np.dtype(dict(_STATE_ARRAYS)[name])
+        out = np.empty(n, dtype=dt)
+        if n:
+            memcpy(<void*><size_t>out.ctypes.data, p, n * dt.itemsize)
+        return out
+
+    cdef void* _ptr(self, str name) except NULL:
+        if name == "mean": return self.st.mean
+        if name == "var": return self.st.var
+        if name == "count": return self.st.count
+        if name == "acc": return self.st.acc
+        if name == "hist": return self.st.hist
+        if name == "last_hot": return self.st.last_hot
+        if name == "first_hot": return self.st.first_hot
+        if name == "hot_dir": return self.st.hot_dir
+        if name == "hot": return self.st.hot
+        if name == "hot_z": return self.st.hot_z
+        if name == "last_z": return self.st.last_z
+        if name == "state": return self.st.state
+        if name == "state_age": return self.st.state_age
+        if name == "x1": return self.st.x1
+        if name == "x2": return self.st.x2
+        raise KeyError(name)
+
+    def scores(self):
+        """Surprisal (bits) of every node's last closed tick."""
+        cdef Py_ssize_t n = self.st.n
+        z = self.array("last_z")
+        out = np.zeros(n, dtype=np.float32)
+        zero = np.zeros(n, dtype=np.float32)
+        one = np.ones(n, dtype=np.float32)
+        cdef const float[::1] zv = z
+        cdef const float[::1] mv = zero
+        cdef const float[::1] vv = one
+        cdef float[::1] ov = out
+        if n:
+            with nogil:
+                surprisal_f32(&zv[0], &mv[0], &vv[0], &ov[0], n)
+        return out
+
+    @property
+    def n_nodes(self):
+        return self.st.n
+
+    @property
+    def open_tick(self):
+        """Tick currently accumulating (None before the first event)."""
+        return int(self.st.open_tick) if self.st.started else None
+
+    @property
+    def ticks_closed(self):
+        return int(self.st.n_closed)
+
+    @property
+    def late_events(self):
+        """Events whose tick was already closed (counted into the open tick)."""
+        return int(self.st.late_events)
+
+    @property
+    def skipped_ticks(self):
+        return int(self.st.skipped_ticks)
+
+    @property
+    def window_count(self):
+        """Weighted count of distinct hot nodes in the window at the last tick."""
+        return self.st.last_count
+
+    @property
+    def confidence(self):
+        """Confidence at the last closed tick."""
+        return self.st.last_confidence
+
+    @property
+    def converged(self):
+        return bool(self.st.prev_converged)
+
+    def window_nodes(self):
+        """Nodes in the convergence window at the last closed tick."""
+        cdef Py_ssize_t j
+        return np.array([self.st.active[j] for j in range(self.st.n_active)], dtype=np.int64)
+
+    def __getstate__(self):
+        state = {name: self.array(name) for name, _ in _STATE_ARRAYS}
+        state["active"] = self.window_nodes()
+        state["scalars"] = (
+            int(self.st.n_closed), int(self.st.open_tick), int(self.st.started),
+            int(self.st.prev_converged), int(self.st.late_events), int(self.st.skipped_ticks),
+            float(self.st.last_count), float(self.st.last_confidence),
+        )
+        state["pending"] = self.take_fired_copy()
+        return state
+
+    def take_fired_copy(self):
+        saved_f, saved_s = self.st.n_fired, self.st.n_snap
+        out = self.take_fired()
+        self.st.n_fired, self.st.n_snap = saved_f, saved_s
+        return out
+
+    def __reduce__(self):
+        return (_rebuild_core, (self.config, self.groups_arr, self.max_gap_ticks, self.max_nodes),
+                self.__getstate__())
+
+    def __setstate__(self, state):
+        cdef Py_ssize_t n = state["mean"].shape[0]
+        cdef Py_ssize_t j
+        cdef void* p
+        if self.st.n != 0:
+            raise ValueError("MeterCore state can only be restored into a fresh core")
+        if _state_grow(&self.st, &self.config.cfg, &self.over, n):
+            raise MemoryError()
+        for name, dt in _STATE_ARRAYS:
+            arr = np.ascontiguousarray(state[name], dtype=dt)
+            if arr.shape[0] != n:
+                raise ValueError(f"state array {name!r} has {arr.shape[0]} entries, expected {n}")
+            p = self._ptr(name)
+            if n:
+                memcpy(p, <void*><size_t>arr.ctypes.data, n * arr.dtype.itemsize)
+        active = np.asarray(state["active"], dtype=np.int64)
+        for j in range(active.shape[0]):
+            self.st.active[j] = <int32_t>active[j]
+        self.st.n_active = active.shape[0]
+        (n_closed, open_tick, started, prev, late, skipped, lc, lconf) = state["scalars"]
+        self.st.n_closed = n_closed
+        self.st.open_tick = open_tick
+        self.st.started = started
+        self.st.prev_converged = prev
+        self.st.late_events = late
+        self.st.skipped_ticks = skipped
+        self.st.last_count = lc
+        self.st.last_confidence = lconf
+        for (t, cnt, conf, nodes, first, hz, dirs) in state["pending"]:
+            self._push_fired(t, cnt, conf, nodes, first, hz, dirs)
+
+    cdef _push_fired(self, int64_t t, double cnt, double conf, nodes, first, hz, dirs):
+        cdef Py_ssize_t j, k = len(nodes), o
+        if _fired_reserve(&self.st, k):
+            raise MemoryError()
+        o = self.st.n_snap
+        for j in range(k):
+            self.st.snap_node[o + j] = <int32_t>nodes[j]
+            self.st.snap_first[o + j] = <int64_t>first[j]
+            self.st.snap_z[o + j] = <float>hz[j]
+            self.st.snap_dir[o + j] = <int8_t>dirs[j]
+        self.st.fired_tick[self.st.n_fired] = t
+        self.st.fired_count[self.st.n_fired] = cnt
+        self.st.fired_conf[self.st.n_fired] = conf
+        self.st.fired_off[self.st.n_fired] = o
+        self.st.n_snap = o + k
+        self.st.n_fired += 1
+        self.st.fired_off[self.st.n_fired] = self.st.n_snap
+
+
+def _rebuild_core(config, groups, max_gap_ticks, max_nodes):
+    return MeterCore(config, groups, 0, max_gap_ticks, max_nodes)
+
+
+# ---------------------------------------------------------------------------
+# Batch entry points
+# ---------------------------------------------------------------------------
+
+def evaluate_activity(const float[:, ::1] activity,  # IN
+                      groups, MeterConfig config not None):
+    """Ticks (row indices) at which convergence fires, for a whole matrix.
+
+    One call, no Python per tick: the same ``_close_tick`` as the streaming
+    meter, without state tracking.
+    """
+    cdef Py_ssize_t T = activity.shape[0], N = activity.shape[1], t, n_out = 0
+    cdef meter_state_t st
+    cdef meter_over_t ov
+    cdef int r = 0, err = 0
+    g = _groups_array(groups)
+    if g.shape[0] and g.shape[0] != N:
+        raise ValueError(f"groups has {g.shape[0]} entries, activity has {N} nodes")
+    _fill_over(&ov, config, g)
+    n_groups = int(g.max()) + 1 if g.size else 1
+    out = np.empty(T, dtype=np.int64)
+    cdef int64_t[::1] ov_out = out
+    cdef const float* base = &activity[0, 0] if T and N else NULL
+    if _state_init(&st, 0, n_groups):
+        _state_free(&st)
+        raise MemoryError()
+    with nogil:
+        if _state_grow(&st, &config.cfg, &ov, N):
+            err = 1
+        else:
+            for t in range(T):
+                r = _close_tick(&st, &config.cfg, base + t * N, t)
+                if r < 0:
+                    err = 1
+                    break
+                if r:
+                    ov_out[n_out] = t
+                    n_out += 1
+        _state_free(&st)
+    if err:
+        raise MemoryError()
+    return out[:n_out].copy()
+
+
+def score_series(const float[::1] values,  # IN
+                 MeterConfig config not None):
+    """Surprisal (bits) of each value against the adaptive baseline, scored
+    before the baseline takes the value in; 0 during warm-up."""
+    cdef Py_ssize_t n = values.shape[0], t
+    cdef float mean = 0.0, var = 0.0
+    cdef uint32_t count = 0
+    cdef double fl, ve
+    means = np.zeros(n, dtype=np.float32)
+    vars_ = np.ones(n, dtype=np.float32)
+    xs = np.zeros(n, dtype=np.float32)
+    out = np.zeros(n, dtype=np.float32)
+    cdef float[::1] mv = means
+    cdef float[::1] vv = vars_
+    cdef float[::1] xv = xs
+    cdef float[::1] o = out
+    cdef const meter_cfg_t* cfg = &config.cfg
+    if n == 0:
+        return out
+    with nogil:
+        for t in range(n):
+            if count >= cfg.min_samples:
+                fl = cfg.poisson_floor * fabs(mean)
+                if fl < cfg.var_floor:
+                    fl = cfg.var_floor
+                ve = var
+                if not (ve >= fl):
+                    ve = fl
+                mv[t] = mean
+                vv[t] = <float>ve
+                xv[t] = values[t]
+            ewma_update_f32(&mean, &var, &count, &values[t], 1, cfg.alpha, cfg.outlier_sigma,
+                            cfg.min_samples)
+        surprisal_f32(&xv[0], &mv[0], &vv[0], &o[0], n)
+    return out

@@ -1,0 +1,862 @@
+"""The convergence meter: per-node surprisal against adaptive baselines, node
+states with hysteresis, and convergence of many hot nodes (DESIGN section 4.2).
+
+How a tick is closed
+--------------------
+Event time is cut into ticks, ``tick = ts // tick_ns``. The meter sums the
+``value`` of every non-control event per node into the *open* tick; when an
+event (control events included: heartbeats move the clock) belongs to a later
+tick, the open tick and every empty tick up to it are closed in order. An
+event whose tick is already closed (late) counts into the open tick and is
+counted in :attr:`Meter.late_events`. Nodes that first appear later are
+treated as if they had been silent since the first tick, so a stream and its
+activity matrix (:func:`evaluate_activity`) give the same alarms.
+
+For each closed tick and node, in this order:
+
+1. **Score** against the baseline *before* it takes the tick in. After
+   warm-up (``count >= min_samples``), ``d = x - mean``,
+   ``var_eff = max(var, var_floor, poisson_floor * |mean|)`` (the second
+   floor is the Poisson variance of count data; it keeps a quiet node with a
+   near-zero variance from exploding on one event), ``z = d / sqrt(var_eff)``
+   and the score is the two-sided surprisal ``-log2 P(|Z| >= |z|)`` in bits.
+   During warm-up the score is 0. The direction is the sign of ``d``.
+2. **Hot.** The tick is *raw-hot* when its score reaches the node's threshold
+   (``node_thresholds`` override ``score_threshold``); the comparison is done
+   as ``z**2 >= z_thr**2`` with ``z_thr`` the exact inverse of the score, so
+   no transcendental function runs per node and tick. The node is *hot* when
+   at least ``persistence_m`` of its last ``persistence_n`` ticks were raw-hot.
+3. **State** (streaming :class:`Meter` only; states never change alarms).
+   A candidate is chosen by the first rule that holds: warm-up -> CALM;
+   hot -> HIGH (direction of its last raw-hot tick > 0) or LOW;
+   raw-hot or score >= threshold / 2 -> INVESTIGATING; activity strictly
+   rising over the last 3 ticks -> INCREASING; strictly falling ->
+   REDUCING; otherwise CALM. The node moves to the candidate at once if the
+   candidate is HIGH or LOW, otherwise only after it has spent at least
+   ``min_state_ticks`` ticks in its current state (hysteresis).
+4. **Baseline** update (EWMA, ``alpha = 2 / (lookback_ticks + 1)``, faster
+   ``1/(count+1)`` during warm-up; once warm, the value is clipped to
+   ``mean +- outlier_sigma * sqrt(var)`` so an incident does not poison the
+   baseline). Non-finite activity is scored 0 and skipped by the baseline.
+
+Then the **convergence window** of the last ``window_ticks`` ticks is
+evaluated. The *window set* holds every node hot at some tick of the window;
+a node that enters it gets ``first_hot`` = this tick (it keeps it while it
+stays in the set). With node weights ``w`` (``node_weights``, default 1):
+
+* ``weighted_count = sum(w_i)`` over the window set;
+* each node belongs to the cluster (group, direction) of its group and the
+  direction of its last raw-hot tick; its decayed weight is
+  ``w_i * 2 ** (-(t - first_hot_i) / confidence_half_life)``;
+* ``confidence = max over clusters of the cluster's decayed weight /
+  weighted_count``, in [0, 1]: 1 when every node agrees on group and
+  direction and became hot this tick; it falls with disagreement and with
+  the age of the members (nodes lighting up at different times agree less).
+
+The meter is *converged* when ``weighted_count >= min_hot_nodes`` and
+``confidence >= convergence_threshold``. A :class:`~ctas7.records.Convergence`
+is emitted on the rising edge only; the meter re-arms once it is no longer
+converged. Groups (``groups``: node -> group) default to all nodes in group
+0, where only the direction has to agree; nodes past the end of ``groups``
+are in group 0.
+
+Examples
+--------
+>>> import numpy as np
+>>> from ctas7.stages.meter import MeterParams, evaluate_activity
+>>> params = MeterParams(min_samples=5, score_threshold=8.0, min_hot_nodes=3,
+...                      convergence_threshold=0.8, window_ticks=4)
+>>> rng = np.random.default_rng(0)
+>>> activity = rng.poisson(5.0, size=(60, 8)).astype(np.float32)
+>>> activity[40, [1, 3, 5]] += 30.0          # three nodes light up together
+>>> evaluate_activity(activity, None, params).tolist()
+[40]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import json
+import math
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from ctas7._core import _meter
+from ctas7.events import KIND_CONTROL_BASE, validate_batch
+from ctas7.records import MATCH_DTYPE, Convergence
+from ctas7.stage import Frame, Stage
+
+__all__ = [
+    "NodeState",
+    "MeterParams",
+    "ParamRange",
+    "PARAM_SPACE",
+    "LIMITS",
+    "sample",
+    "Meter",
+    "evaluate_activity",
+    "score_series",
+    "reference_evaluate",
+    "reference_score_series",
+    "ReferenceTrace",
+]
+
+
+class NodeState(enum.IntEnum):
+    """State of one node (see the module docstring for the transitions)."""
+
+    CALM = 0
+    INVESTIGATING = 1
+    HIGH = 2
+    LOW = 3
+    INCREASING = 4
+    REDUCING = 5
+
+
+# ---------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------
+
+#: Valid range of every scalar parameter: ``name -> (type, low, high)``.
+#: Files and constructors outside these ranges are rejected.
+LIMITS: dict[str, tuple[type, float, float]] = {
+    "tick_ns": (int, 1, 2**62),
+    "lookback_ticks": (float, 1.0, 1e6),
+    "min_samples": (int, 1, 1_000_000),
+    "outlier_sigma": (float, 0.5, 1e3),
+    "var_floor": (float, 1e-30, 1e30),
+    "poisson_floor": (float, 0.0, 1e6),
+    "score_threshold": (float, 1.0, 64.0),
+    "min_hot_nodes": (float, 1.0, 1e6),
+    "convergence_threshold": (float, 0.0, 1.0),
+    "window_ticks": (int, 1, 1_000_000),
+    "persistence_m": (int, 1, 32),
+    "persistence_n": (int, 1, 32),
+    "min_state_ticks": (int, 1, 1_000_000),
+    "confidence_half_life": (float, 0.01, 1e9),
+}
+_NODE_LIMIT = 1 << 24
+_THRESHOLD_LIMITS = (1.0, 64.0)
+_WEIGHT_LIMITS = (0.01, 100.0)
+
+
+def _check_number(key: str, value, kind: type, lo: float, hi: float):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    if kind is int:
+        if isinstance(value, (float, np.floating)):
+            raise TypeError(f"{key}: expected int, got float {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError(f"{key}: NaN is not allowed")
+    if not lo <= value <= hi:
+        raise ValueError(f"{key}: {value!r} is outside [{lo}, {hi}]")
+    return value
+
+
+def _check_overrides(key: str, value, lo: float, hi: float) -> tuple:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for pair in value:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise TypeError(f"{key}: expected (node, value) pairs, got {pair!r}")
+            items.append(tuple(pair))
+    else:
+        raise TypeError(f"{key}: expected a mapping node -> value, got {type(value).__name__}")
+    out = {}
+    for node, v in items:
+        if isinstance(node, str):
+            try:
+                node = int(node, 10)
+            except ValueError:
+                raise TypeError(f"{key}: node id {node!r} is not an integer") from None
+        node = _check_number(f"{key}[{node!r}]", node, int, 0, _NODE_LIMIT - 1)
+        if node in out:
+            raise ValueError(f"{key}: node {node} given twice")
+        out[node] = _check_number(f"{key}[{node}]", v, float, lo, hi)
+    return tuple(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class MeterParams:
+    """Every tunable of the convergence meter (DESIGN section 4.2).
+
+    Parameters
+    ----------
+    tick_ns : int
+        Tick length in ns of event time.
+    lookback_ticks : float
+        Baseline lookback; the EWMA uses ``alpha = 2 / (lookback_ticks + 1)``.
+    min_samples : int
+        Warm-up: ticks a node's baseline must have seen before it is scored.
+    outlier_sigma : float
+        Once warm, baseline updates are clipped to ``mean +- outlier_sigma * std``.
+    var_floor : float
+        Lower bound of the variance used for scoring.
+    poisson_floor : float
+        The variance used for scoring is at least ``poisson_floor * |mean|``
+        (1.0 = Poisson: the right floor for counts; 0 disables it).
+    score_threshold : float
+        Bits of surprisal at which a node is hot (4-20 bits is |z| 2.2-4.9).
+    node_thresholds : mapping or sequence of pairs
+        Per-node overrides of ``score_threshold`` (node -> bits).
+    node_weights : mapping or sequence of pairs
+        Per-node weights for the weighted count and the confidence (default 1).
+    min_hot_nodes : float
+        Weighted count of distinct hot nodes in the window needed to converge.
+    convergence_threshold : float
+        Confidence needed to converge, in [0, 1].
+    window_ticks : int
+        Length of the sliding convergence window.
+    persistence_m, persistence_n : int
+        A node is hot when ``m`` of its last ``n`` ticks (n <= 32) were raw-hot.
+    min_state_ticks : int
+        Hysteresis: ticks a node stays in a state before leaving it (except
+        into HIGH or LOW).
+    confidence_half_life : float
+        Ticks after which a hot node's weight in the confidence has halved.
+
+    Examples
+    --------
+    >>> p = MeterParams(score_threshold=12.0, node_weights={3: 2.0})
+    >>> p.alpha
+    0.06060606060606061
+    >>> MeterParams.from_dict(p.to_dict()) == p
+    True
+    >>> MeterParams.from_dict({"score_treshold": 9})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown meter parameter(s): score_treshold
+    """
+
+    tick_ns: int = 1_000_000
+    lookback_ticks: float = 32.0
+    min_samples: int = 10
+    outlier_sigma: float = 4.0
+    var_floor: float = 1.0
+    poisson_floor: float = 1.0
+    score_threshold: float = 10.0
+    node_thresholds: Any = ()
+    node_weights: Any = ()
+    min_hot_nodes: float = 3.0
+    convergence_threshold: float = 0.8
+    window_ticks: int = 10
+    persistence_m: int = 1
+    persistence_n: int = 1
+    min_state_ticks: int = 3
+    confidence_half_life: float = 8.0
+
+    def __post_init__(self):
+        for key, (kind, lo, hi) in LIMITS.items():
+            object.__setattr__(self, key, _check_number(key, getattr(self, key), kind, lo, hi))
+        if self.persistence_m > self.persistence_n:
+            raise ValueError(
+                f"persistence_m: {self.persistence_m} exceeds persistence_n={self.persistence_n}"
+            )
+        object.__setattr__(
+            self, "node_thresholds", _check_overrides("node_thresholds", self.node_thresholds, *_THRESHOLD_LIMITS)
+        )
+        object.__setattr__(
+            self, "node_weights", _check_overrides("node_weights", self.node_weights, *_WEIGHT_LIMITS)
+        )
+
+    @property
+    def alpha(self) -> float:
+        """EWMA smoothing factor, ``2 / (lookback_ticks + 1)``."""
+        return 2.0 / (self.lookback_ticks + 1.0)
+
+    def replace(self, **changes) -> "MeterParams":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (node overrides as ``{"node": value}``)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["node_thresholds"] = {str(k): v for k, v in self.node_thresholds}
+        out["node_weights"] = {str(k): v for k, v in self.node_weights}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "MeterParams":
+        """Strict parse: unknown keys, wrong types and out-of-range values
+        raise ``TypeError`` / ``ValueError`` naming the key."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"meter parameters must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown meter parameter(s): {', '.join(map(str, unknown))}")
+        return cls(**data)
+
+    def to_file(self, path) -> None:
+        """Write the parameters as JSON."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+
+    @classmethod
+    def from_file(cls, path, *, max_bytes: int = 16 << 20) -> "MeterParams":
+        """Read a JSON parameter file (strictly; never evaluated as code).
+
+        A file holding ``{"meter": {...}}`` (a wider config) is accepted too.
+        """
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise ValueError(f"{path}: parameter file of {size} bytes exceeds {max_bytes}")
+        with open(path, encoding="utf-8") as fh:
+            try:
+                data = json.load(fh, parse_constant=_reject_constant)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON: {exc}") from None
+        if isinstance(data, dict) and set(data) == {"meter"}:
+            data = data["meter"]
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+
+    def compile(self) -> "_meter.MeterConfig":
+        """The hot-loop form of these parameters (cached)."""
+        return _compile(self)
+
+    @classmethod
+    def sample(cls, rng, n_nodes: int = 0, base: "MeterParams | None" = None) -> "MeterParams":
+        """Random parameters from :data:`PARAM_SPACE` (see :func:`sample`)."""
+        return sample(rng, n_nodes=n_nodes, base=base)
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not allowed in a parameter file")
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(params: MeterParams) -> "_meter.MeterConfig":
+    return _meter.MeterConfig(
+        tick_ns=params.tick_ns,
+        alpha=params.alpha,
+        min_samples=params.min_samples,
+        outlier_sigma=params.outlier_sigma,
+        var_floor=params.var_floor,
+        poisson_floor=params.poisson_floor,
+        score_threshold=params.score_threshold,
+        persistence_m=params.persistence_m,
+        persistence_n=params.persistence_n,
+        min_state_ticks=params.min_state_ticks,
+        min_hot_nodes=params.min_hot_nodes,
+        convergence_threshold=params.convergence_threshold,
+        window_ticks=params.window_ticks,
+        confidence_half_life=params.confidence_half_life,
+        node_thresholds=params.node_thresholds,
+        node_weights=params.node_weights,
+    )
+
+
+def _as_params(params) -> MeterParams:
+    if params is None:
+        return MeterParams()
+    if isinstance(params, MeterParams):
+        return params
+    if isinstance(params, Mapping):
+        return MeterParams.from_dict(params)
+    if isinstance(params, (str, os.PathLike)):
+        return MeterParams.from_file(params)
+    raise TypeError(f"params must be MeterParams, a dict or a JSON file path, got {type(params).__name__}")
+
+
+def _as_config(params) -> "_meter.MeterConfig":
+    if isinstance(params, _meter.MeterConfig):
+        return params
+    return _compile(_as_params(params))
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    """Monte Carlo search range of one parameter."""
+
+    kind: str  # "int", "float" or "log" (float, log-uniform)
+    low: float
+    high: float
+    per_node: bool = False
+    doc: str = ""
+
+
+#: The Monte Carlo search space (DESIGN 4.2). Narrower than :data:`LIMITS`.
+#: ``persistence_m`` is drawn in ``1..persistence_n``; per-node entries are
+#: drawn for each of ``n_nodes`` nodes (thresholds for a quarter of them).
+PARAM_SPACE: dict[str, ParamRange] = {
+    "score_threshold": ParamRange("float", 4.0, 20.0, doc="bits; |z| 2.2-4.9"),
+    "lookback_ticks": ParamRange("log", 8.0, 128.0, doc="baseline lookback"),
+    "min_samples": ParamRange("int", 5, 30, doc="warm-up ticks"),
+    "outlier_sigma": ParamRange("float", 3.0, 8.0),
+    "min_hot_nodes": ParamRange("int", 2, 6),
+    "convergence_threshold": ParamRange("float", 0.70, 0.95),
+    "window_ticks": ParamRange("int", 3, 30),
+    "persistence_n": ParamRange("int", 1, 4),
+    "persistence_m": ParamRange("int", 1, 4, doc="drawn in 1..persistence_n"),
+    "confidence_half_life": ParamRange("log", 2.0, 32.0),
+    "min_state_ticks": ParamRange("int", 1, 4),
+    "node_weights": ParamRange("float", 0.5, 2.0, per_node=True),
+    "node_thresholds": ParamRange("float", 4.0, 20.0, per_node=True, doc="override for 1 node in 4"),
+}
+
+
+def _draw(rng, r: ParamRange):
+    if r.kind == "int":
+        return int(rng.integers(int(r.low), int(r.high) + 1))
+    if r.kind == "log":
+        return float(math.exp(rng.uniform(math.log(r.low), math.log(r.high))))
+    return float(rng.uniform(r.low, r.high))
+
+
+def sample(rng, n_nodes: int = 0, base: MeterParams | None = None) -> MeterParams:
+    """Draw parameters uniformly from :data:`PARAM_SPACE`.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator or int
+        Generator (or seed).
+    n_nodes : int
+        Nodes to draw per-node weights and threshold overrides for (0: none).
+    base : MeterParams, optional
+        Supplies the fields outside the search space (``tick_ns``, floors).
+
+    Examples
+    --------
+    >>> p = sample(7, n_nodes=4)
+    >>> 4.0 <= p.score_threshold <= 20.0 and len(p.node_weights) == 4
+    True
+    >>> sample(7, n_nodes=4) == p
+    True
+    """
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    base = MeterParams() if base is None else base
+    values = {}
+    for key, r in PARAM_SPACE.items():
+        if r.per_node or key == "persistence_m":
+            continue
+        values[key] = _draw(rng, r)
+    values["persistence_m"] = int(rng.integers(1, values["persistence_n"] + 1))
+    if n_nodes:
+        w = rng.uniform(PARAM_SPACE["node_weights"].low, PARAM_SPACE["node_weights"].high, size=n_nodes)
+        values["node_weights"] = tuple((i, float(v)) for i, v in enumerate(w))
+        r = PARAM_SPACE["node_thresholds"]
+        pick = rng.random(n_nodes) < 0.25
+        thr = rng.uniform(r.low, r.high, size=n_nodes)
+        values["node_thresholds"] = tuple((int(i), float(thr[i])) for i in np.flatnonzero(pick))
+    return dataclasses.replace(base, **values)
+
+
+# ---------------------------------------------------------------------------
+# Batch entry points
+# ---------------------------------------------------------------------------
+
+
+def evaluate_activity(activity, groups=None, params=None) -> np.ndarray:
+    """Ticks at which convergence fires, for a precomputed activity matrix.
+
+    The same core as :class:`Meter`, run over all ticks in one Cython call
+    with the GIL released (no Python per tick); row ``t`` is tick ``t``.
+
+    Parameters
+    ----------
+    activity : array_like of float32, shape (ticks, nodes)
+        Summed activity per tick and node (converted to C-contiguous
+        float32 if needed; pass that already to avoid a copy).
+    groups : array_like of int, shape (nodes,), optional
+        Group of each node (default: all group 0).
+    params : MeterParams, dict, path, or compiled config
+        ``params.compile()`` once and pass the result when calling many
+        times with the same parameters.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Rising-edge ticks, increasing.
+
+    Examples
+    --------
+    >>> a = np.zeros((30, 4), dtype=np.float32)
+    >>> a[20, :3] = 50.0
+    >>> evaluate_activity(a, params=MeterParams(min_samples=5, min_hot_nodes=3)).tolist()
+    [20]
+    """
+    if not isinstance(activity, np.ndarray) or activity.dtype != np.float32 or not activity.flags.c_contiguous:
+        activity = np.ascontiguousarray(activity, dtype=np.float32)
+    if activity.ndim != 2:
+        raise ValueError(f"activity must be 2-d (ticks, nodes), got shape {activity.shape}")
+    return _meter.evaluate_activity(activity, groups, _as_config(params))
+
+
+def score_series(values, params=None) -> np.ndarray:
+    """Per-tick surprisal (bits) of one series against its adaptive baseline.
+
+    Each value is scored before the baseline takes it in; scores are 0
+    during warm-up and for non-finite values.
+
+    Examples
+    --------
+    >>> x = np.r_[np.full(50, 10.0), 40.0].astype(np.float32)
+    >>> s = score_series(x, MeterParams(min_samples=5))
+    >>> float(s[10]), bool(s[-1] > 20)
+    (0.0, True)
+    """
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.ndim != 1:
+        raise ValueError(f"values must be 1-d, got shape {values.shape}")
+    return _meter.score_series(values, _as_config(params))
+
+
+# ---------------------------------------------------------------------------
+# Streaming stage
+# ---------------------------------------------------------------------------
+
+
+class Meter(Stage):
+    """Streaming convergence meter: events in, ``Convergence`` records out.
+
+    Parameters
+    ----------
+    params : MeterParams, dict or path, optional
+        Meter parameters (defaults: :class:`MeterParams`).
+    groups : array_like of int, optional
+        Group of each node; nodes past its end are in group 0.
+    n_nodes : int
+        Nodes to allocate up front; more are added as events name them.
+    max_gap_ticks : int
+        At most this many empty ticks are closed for one jump of event time
+        (the rest are skipped and counted in :attr:`skipped_ticks`).
+    max_nodes : int
+        Events naming a node at or above this raise ``ValueError``.
+
+    Notes
+    -----
+    ``frame.convergences`` gets one :class:`~ctas7.records.Convergence` per
+    rising edge inside the batch. Its ``scores`` are each node's score at its
+    most recent raw-hot tick (so at least its threshold); ``pattern_matches``
+    counts TETH matches (``frame.matches``, this and earlier frames) on those
+    nodes inside the window, ``event_count`` their non-control events there,
+    both by event time.
+
+    Examples
+    --------
+    >>> from ctas7.events import make_events
+    >>> from ctas7.stage import Frame
+    >>> meter = Meter(MeterParams(tick_ns=1_000, min_samples=5, min_hot_nodes=3))
+    >>> quiet = make_events(ts=np.repeat(np.arange(30) * 1_000, 4), node=np.tile(np.arange(4), 30))
+    >>> burst = make_events(ts=np.full(60, 30_000), node=np.repeat([0, 1, 2], 20))
+    >>> tail = make_events(ts=[31_000], node=[3])
+    >>> out = meter.process(Frame(np.concatenate([quiet, burst, tail])))
+    >>> [(c.tick, c.nodes, c.weighted_count) for c in out.convergences]
+    [(30, (0, 1, 2), 3.0)]
+    >>> meter.states.tolist()
+    [2, 2, 2, 0]
+    """
+
+    def __init__(self, params=None, groups=None, n_nodes: int = 0, max_gap_ticks: int = 100_000,
+                 max_nodes: int = 1 << 24):
+        self.params = params
+        self.groups = groups
+        self.n_nodes = n_nodes
+        self.max_gap_ticks = max_gap_ticks
+        self.max_nodes = max_nodes
+        self._p = _as_params(params)
+        for key, val, lo, hi in (("n_nodes", n_nodes, 0, max_nodes), ("max_gap_ticks", max_gap_ticks, 0, 2**62),
+                                 ("max_nodes", max_nodes, 1, 2**32 - 1)):
+            _check_number(key, val, int, lo, hi)
+        self._groups = _meter._groups_array(groups)
+        self._core = _meter.MeterCore(self._p.compile(), self._groups, n_nodes, max_gap_ticks, max_nodes)
+        self._recent: deque = deque()  # (upper tick bound, batch copy)
+        self._recent_matches: deque = deque()
+
+    # -- processing ----------------------------------------------------------
+
+    def process(self, frame: Frame) -> Frame:
+        events = validate_batch(frame.events, name="meter: frame.events")
+        matches = frame.matches
+        if matches is not None:
+            if not isinstance(matches, np.ndarray) or matches.dtype != MATCH_DTYPE or matches.ndim != 1:
+                raise TypeError(f"meter: frame.matches must be a 1-d MATCH_DTYPE array or None, got {matches!r:.80}")
+        self._core.process(events)
+        open_tick = self._core.open_tick
+        if open_tick is None:
+            return frame
+        if events.shape[0]:
+            self._recent.append((open_tick, events.copy()))
+        if matches is not None and matches.shape[0]:
+            self._recent_matches.append((int(matches["ts"].max()) // self._p.tick_ns, matches.copy()))
+        fired = self._core.take_fired()
+        if fired:
+            frame.convergences.extend(self._record(*f) for f in fired)
+        keep = open_tick - self._p.window_ticks + 1
+        while self._recent and self._recent[0][0] < keep:
+            self._recent.popleft()
+        while self._recent_matches and self._recent_matches[0][0] < keep:
+            self._recent_matches.popleft()
+        return frame
+
+    def _record(self, tick, count, conf, nodes, first, hot_z, dirs) -> Convergence:
+        from ctas7._core import _kernels
+
+        tick_ns = self._p.tick_ns
+        z = np.abs(hot_z).astype(np.float32)
+        scores = _kernels.surprisal(z, np.zeros_like(z), np.ones_like(z))
+        order = np.lexsort((nodes, -scores))
+        nodes, first, scores, dirs = nodes[order], first[order], scores[order], dirs[order]
+        g = self._groups
+        groups = [int(g[n]) if n < g.shape[0] else 0 for n in nodes]
+        lo, hi = tick - self._p.window_ticks + 1, tick
+        ev_count = 0
+        for _, batch in self._recent:
+            t = batch["ts"] // tick_ns
+            sel = (batch["kind"] < KIND_CONTROL_BASE) & (t >= lo) & (t <= hi)
+            ev_count += int(np.isin(batch["node"][sel], nodes).sum())
+        n_match = 0
+        for _, m in self._recent_matches:
+            t = m["ts"] // tick_ns
+            sel = (t >= lo) & (t <= hi)
+            n_match += int(np.isin(m["node"][sel], nodes).sum())
+        return Convergence(
+            ts=int((tick + 1) * tick_ns),
+            tick=int(tick),
+            nodes=tuple(int(n) for n in nodes),
+            groups=tuple(groups),
+            first_hot_ts=tuple(int((f + 1) * tick_ns) for f in first),
+            scores=tuple(float(s) for s in scores),
+            directions=tuple(int(d) for d in dirs),
+            weighted_count=float(count),
+            confidence=float(conf),
+            pattern_matches=n_match,
+            window_start_ts=int(lo * tick_ns),
+            event_count=ev_count,
+        )
+
+    # -- inspection ----------------------------------------------------------
+
+    @property
+    def meter_params(self) -> MeterParams:
+        """The validated parameters in use."""
+        return self._p
+
+    @property
+    def states(self) -> np.ndarray:
+        """:class:`NodeState` code (uint8) of every node after the last closed tick."""
+        return self._core.array("state")
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Score (bits) of every node at the last closed tick."""
+        return self._core.scores()
+
+    @property
+    def hot(self) -> np.ndarray:
+        """Whether each node was hot at the last closed tick."""
+        return self._core.array("hot").astype(bool)
+
+    @property
+    def baseline(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, var, count)`` of every node's baseline."""
+        return self._core.array("mean"), self._core.array("var"), self._core.array("count")
+
+    @property
+    def window_nodes(self) -> np.ndarray:
+        """Nodes in the convergence window at the last closed tick."""
+        return self._core.window_nodes()
+
+    @property
+    def weighted_count(self) -> float:
+        return self._core.window_count
+
+    @property
+    def confidence(self) -> float:
+        return self._core.confidence
+
+    @property
+    def converged(self) -> bool:
+        return self._core.converged
+
+    @property
+    def open_tick(self):
+        return self._core.open_tick
+
+    @property
+    def ticks_closed(self) -> int:
+        return self._core.ticks_closed
+
+    @property
+    def late_events(self) -> int:
+        return self._core.late_events
+
+    @property
+    def skipped_ticks(self) -> int:
+        return self._core.skipped_ticks
+
+
+# ---------------------------------------------------------------------------
+# Pure numpy/Python reference (tests and benchmarks)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ReferenceTrace:
+    """Everything the reference meter computed, tick by tick."""
+
+    alarms: list = field(default_factory=list)
+    scores: Any = None  # float64 [ticks, nodes]
+    z: Any = None
+    raw_hot: Any = None
+    hot: Any = None
+    states: Any = None
+    weighted_count: Any = None
+    confidence: Any = None
+    mean: Any = None  # final baselines
+    var: Any = None
+    count: Any = None
+    fired: list = field(default_factory=list)  # (tick, count, conf, {node: (first_hot, dir, z)})
+
+
+def _bits(z: np.ndarray) -> np.ndarray:
+    erfc = np.frompyfunc(math.erfc, 1, 1)
+    with np.errstate(divide="ignore"):
+        p = erfc(np.abs(z) / math.sqrt(2.0)).astype(np.float64)
+        return -np.log2(p)
+
+
+def _ref_ewma(mean, var, count, x, alpha, outlier_sigma, min_samples):
+    f = np.float32
+    ok = np.isfinite(x)
+    c = count
+    w = f(1.0) / (c.astype(np.float32) + f(1.0))
+    a = np.maximum(f(alpha), w)
+    clip = (c >= min_samples) & (var > 0)
+    half = f(outlier_sigma) * np.sqrt(var)
+    xc = np.where(clip, np.minimum(np.maximum(x, mean - half), mean + half), x)
+    d = xc - mean
+    new_mean = mean + a * d
+    new_var = (f(1.0) - a) * (var + a * d * d)
+    mean[ok] = new_mean[ok]
+    var[ok] = new_var[ok]
+    count[ok] = np.minimum(count[ok].astype(np.uint64) + 1, 2**32 - 1).astype(np.uint32)
+
+
+def reference_evaluate(activity, groups=None, params=None) -> ReferenceTrace:
+    """The whole meter as a plain per-tick Python loop (numpy over nodes).
+
+    Slow and simple; used to check the Cython core exactly (same alarms,
+    states and baselines; scores to float32 precision).
+
+    Examples
+    --------
+    >>> a = np.zeros((30, 4), dtype=np.float32)
+    >>> a[20, :3] = 50.0
+    >>> reference_evaluate(a, params=MeterParams(min_samples=5, min_hot_nodes=3)).alarms
+    [20]
+    """
+    p = _as_params(params)
+    act = np.ascontiguousarray(activity, dtype=np.float32)
+    T, N = act.shape
+    g = np.zeros(N, dtype=np.int64)
+    if groups is not None:
+        gg = np.asarray(groups, dtype=np.int64)
+        g[: min(N, gg.shape[0])] = gg[:N]
+    thr = np.full(N, p.score_threshold)
+    for n, v in p.node_thresholds:
+        if n < N:
+            thr[n] = v
+    w = np.ones(N)
+    for n, v in p.node_weights:
+        if n < N:
+            w[n] = v
+    mean = np.zeros(N, np.float32)
+    var = np.zeros(N, np.float32)
+    count = np.zeros(N, np.uint32)
+    hist = np.zeros(N, np.int64)
+    mask = (1 << p.persistence_n) - 1
+    hot_dir = np.zeros(N, np.int64)
+    hot_z = np.zeros(N)
+    state = np.zeros(N, np.int64)
+    age = np.zeros(N, np.int64)
+    x1 = np.full(N, np.nan, np.float32)
+    x2 = np.full(N, np.nan, np.float32)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    members: list[int] = []
+    prev = False
+    tr = ReferenceTrace()
+    tr.scores, tr.z = np.zeros((T, N)), np.zeros((T, N))
+    tr.raw_hot, tr.hot = np.zeros((T, N), bool), np.zeros((T, N), bool)
+    tr.states = np.zeros((T, N), np.int64)
+    tr.weighted_count, tr.confidence = np.zeros(T), np.zeros(T)
+    for t in range(T):
+        x = act[t]
+        lo = t - p.window_ticks + 1
+        members = [i for i in members if last[i] >= lo]
+        warm = count >= p.min_samples
+        ve = np.maximum(np.maximum(var.astype(np.float64), p.var_floor), p.poisson_floor * np.abs(mean.astype(np.float64)))
+        d = x.astype(np.float64) - mean.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.where(warm, d / np.sqrt(ve), 0.0)
+        z = np.where(np.isnan(z), 0.0, z)
+        score = np.where(warm, _bits(z), 0.0)
+        raw = warm & (score >= thr)
+        hist = ((hist << 1) | raw) & mask
+        hot = np.array([bin(h).count("1") >= p.persistence_m for h in hist])
+        hot_dir = np.where(raw, np.where(d > 0, 1, -1), hot_dir)
+        hot_z = np.where(raw, z, hot_z)
+        for i in np.flatnonzero(hot):
+            if last.get(i, -(1 << 62)) < lo:
+                first[i] = t
+                members.append(int(i))
+            last[i] = t
+        for i in range(N):
+            if not warm[i]:
+                cand = NodeState.CALM
+            elif hot[i]:
+                cand = NodeState.HIGH if hot_dir[i] > 0 else NodeState.LOW
+            elif raw[i] or score[i] >= thr[i] / 2:
+                cand = NodeState.INVESTIGATING
+            elif x2[i] < x1[i] < x[i]:
+                cand = NodeState.INCREASING
+            elif x2[i] > x1[i] > x[i]:
+                cand = NodeState.REDUCING
+            else:
+                cand = NodeState.CALM
+            if cand != state[i] and (cand in (NodeState.HIGH, NodeState.LOW) or age[i] >= p.min_state_ticks):
+                state[i], age[i] = cand, 1
+            else:
+                age[i] += 1
+        x2, x1 = x1.copy(), x.copy()
+        _ref_ewma(mean, var, count, x, p.alpha, p.outlier_sigma, p.min_samples)
+        total = sum(w[i] for i in members)
+        clusters: dict = {}
+        for i in members:
+            key = (g[i], hot_dir[i] > 0)
+            clusters[key] = clusters.get(key, 0.0) + w[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life)
+        conf = max(clusters.values()) / total if total > 0 else 0.0
+        conv = bool(members) and total >= p.min_hot_nodes - 1e-9 and conf >= p.convergence_threshold - 1e-12
+        if conv and not prev:
+            tr.alarms.append(t)
+            tr.fired.append((t, total, conf, {i: (first[i], int(hot_dir[i]), float(hot_z[i])) for i in members}))
+        prev = conv
+        tr.scores[t], tr.z[t], tr.raw_hot[t], tr.hot[t], tr.states[t] = score, z, raw, hot, state
+        tr.weighted_count[t], tr.confidence[t] = total, conf
+    tr.mean, tr.var, tr.count = mean, var, count
+    return tr
+
+
+def reference_score_series(values, params=None) -> np.ndarray:
+    """Pure numpy/Python twin of :func:`score_series` (float64 scores)."""
+    x = np.ascontiguousarray(values, dtype=np.float32).reshape(-1, 1)
+    p = _as_params(params)
+    return reference_evaluate(x, None, p.replace(min_hot_nodes=1e6)).scores[:, 0]
