@@ -272,7 +272,7 @@ SOURCE_FIELDS = frozenset(
     {
         "station", "source", "feed", "feed_url", "received", "received_at", "ingested", "ingest_ns",
         "ts", "time", "timestamp", "published", "updated", "created", "created_at", "date", "pubdate",
-        "seq", "sequence", "id", "guid", "link", "links", "node", "kind", "value",
+        "seq", "sequence", "id", "guid", "guidislink", "link", "links", "node", "kind", "value",
     }
 )
 #: Aliases folded onto the two text fields, so feeds and rows agree.
@@ -1222,7 +1222,9 @@ class ValidationReport:
     n_states : int
         States of the learned (minimised) DFA.
     membership_queries : int
-        Queries L* and the equivalence oracle asked the system under learning.
+        Membership queries that reached the oracle (AALpy caches repeats).
+    equivalence_steps : int
+        Symbols the W-method equivalence oracle fed to the system.
     counterexamples : tuple
         Up to five disagreeing sequences.
     """
@@ -1232,6 +1234,7 @@ class ValidationReport:
     n_positive: int
     n_states: int
     membership_queries: int
+    equivalence_steps: int
     counterexamples: tuple = ()
 
 
@@ -1445,6 +1448,7 @@ def learn_pattern(
         n_positive=positives,
         n_states=learned.n_states,
         membership_queries=int(sul.num_queries),
+        equivalence_steps=int(eq.num_steps),
         counterexamples=tuple(bad),
     )
     if total == 0 or report.agreement < min_agreement:
