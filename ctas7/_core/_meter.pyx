@@ -10,7 +10,7 @@ matrix. Both run entirely without the GIL.
 """
 
 from libc.math cimport erfc, exp2, fabs, isfinite, log2, sqrt, INFINITY, NAN
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
@@ -80,6 +80,20 @@ cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
     if (a % b != 0) and ((a < 0) != (b < 0)):
         q -= 1
     return q
+
+
+cdef inline void _tick_range(int64_t k, int64_t tick_ns, int64_t* lo, int64_t* hi) noexcept nogil:
+    """[lo, hi) event times of tick k, clamped to the int64 range."""
+    cdef int64_t big = INT64_MAX / tick_ns
+    if k >= big:
+        lo[0] = k * tick_ns if k == big else INT64_MAX
+        hi[0] = INT64_MAX
+    elif k < -big:
+        lo[0] = INT64_MIN
+        hi[0] = (k + 1) * tick_ns if k + 1 >= -big else INT64_MIN
+    else:
+        lo[0] = k * tick_ns
+        hi[0] = lo[0] + tick_ns
 
 
 cdef int _realloc(void** p, size_t elsize, Py_ssize_t cap) noexcept nogil:
@@ -412,29 +426,40 @@ cdef Py_ssize_t _stream(meter_state_t* st, const meter_cfg_t* cfg, const meter_o
     if have and <Py_ssize_t>top + 1 > st.n:
         if _state_grow(st, cfg, ov, <Py_ssize_t>top + 1):
             return ERR_NOMEM
+    # Most events fall in the open tick: test its ts range, divide only when
+    # not. Locals keep the compiler from reloading state after each store.
+    cdef int64_t lo_ts = 0, hi_ts = 0, ts
+    cdef int started = st.started
+    cdef float* acc = st.acc
+    if started:
+        _tick_range(st.open_tick, cfg.tick_ns, &lo_ts, &hi_ts)
     for e in range(n_ev):
-        k = _floordiv(ev[e].ts, cfg.tick_ns)
-        if not st.started:
-            st.open_tick = k
-            st.started = 1
-        elif k > st.open_tick:
-            r = _close_tick(st, cfg, st.acc, st.open_tick)
-            if r < 0:
-                return ERR_NOMEM
-            memset(st.acc, 0, sizeof(float) * st.n)
-            closed += 1
-            gap = k - st.open_tick - 1
-            todo = gap if gap < max_gap else max_gap
-            for j in range(todo):
-                if _close_tick(st, cfg, st.acc, st.open_tick + 1 + j) < 0:
+        ts = ev[e].ts
+        if not (started and lo_ts <= ts and ts < hi_ts):
+            k = _floordiv(ts, cfg.tick_ns)
+            if not started:
+                st.open_tick = k
+                st.started = started = 1
+                _tick_range(k, cfg.tick_ns, &lo_ts, &hi_ts)
+            elif k > st.open_tick:
+                r = _close_tick(st, cfg, acc, st.open_tick)
+                if r < 0:
                     return ERR_NOMEM
+                memset(acc, 0, sizeof(float) * st.n)
                 closed += 1
-            st.skipped_ticks += <uint64_t>(gap - todo)
-            st.open_tick = k
-        elif k < st.open_tick:
-            st.late_events += 1
+                gap = k - st.open_tick - 1
+                todo = gap if gap < max_gap else max_gap
+                for j in range(todo):
+                    if _close_tick(st, cfg, acc, st.open_tick + 1 + j) < 0:
+                        return ERR_NOMEM
+                    closed += 1
+                st.skipped_ticks += <uint64_t>(gap - todo)
+                st.open_tick = k
+                _tick_range(k, cfg.tick_ns, &lo_ts, &hi_ts)
+            elif k < st.open_tick:
+                st.late_events += 1
         if ev[e].kind < KIND_CONTROL_BASE:
-            st.acc[ev[e].node] += ev[e].value
+            acc[ev[e].node] += ev[e].value
     return closed
 
 

@@ -88,7 +88,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ctas7._core import _meter
-from ctas7.events import KIND_CONTROL_BASE, validate_batch
+from ctas7.events import EVENT_DTYPE, KIND_CONTROL_BASE, validate_batch
 from ctas7.records import MATCH_DTYPE, Convergence
 from ctas7.stage import Frame, Stage
 
@@ -593,7 +593,7 @@ class Meter(Stage):
         if open_tick is None:
             return frame
         if events.shape[0]:
-            self._recent.append((open_tick, events.copy()))
+            self._recent.append((open_tick, events.tobytes()))  # a structured .copy() is 20x slower
         if matches is not None and matches.shape[0]:
             self._recent_matches.append((int(matches["ts"].max()) // self._p.tick_ns, matches.copy()))
         fired = self._core.take_fired()
@@ -618,7 +618,8 @@ class Meter(Stage):
         groups = [int(g[n]) if n < g.shape[0] else 0 for n in nodes]
         lo, hi = tick - self._p.window_ticks + 1, tick
         ev_count = 0
-        for _, batch in self._recent:
+        for _, raw in self._recent:
+            batch = np.frombuffer(raw, dtype=EVENT_DTYPE)
             t = batch["ts"] // tick_ns
             sel = (batch["kind"] < KIND_CONTROL_BASE) & (t >= lo) & (t <= hi)
             ev_count += int(np.isin(batch["node"][sel], nodes).sum())
