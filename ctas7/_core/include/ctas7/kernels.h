@@ -21,8 +21,10 @@
  *               for every s >= 0), so it never underflows.
  *   ewma update per element: non-finite x leaves the element untouched;
  *               a = max(alpha, 1/(count+1)); once count >= min_samples and
- *               var > 0, x is clipped to mean +- outlier_sigma*sqrt(var);
- *               d = x - mean; mean += a d; var = (1-a)(var + a d^2);
+ *               var > 0, x is clipped to mean +- outlier_sigma*sqrt(var)
+ *               (computed as d = x - mean clipped to +-outlier_sigma*sqrt(var));
+ *               mean += a d; var = (1-a)(var + a d^2) (computed as
+ *               (1-a) var + ((1-a) a d) d so that a = 1 never forms 0 * inf);
  *               count += 1, saturating at UINT32_MAX.
  *
  * Tails are done with masked loads and stores: no kernel touches memory
@@ -142,14 +144,16 @@ static inline void ctas7_ewma1_f32(float *mean, float *var, uint32_t *count, flo
     float m = *mean, v = *var;
     float w = 1.0f / ((float)c + 1.0f);
     float a = alpha > w ? alpha : w;
-    if (c >= min_samples && v > 0.0f) {
-        float half = outlier_sigma * sqrtf(v);
-        float lo = m - half, hi = m + half;
-        x = x < lo ? lo : (x > hi ? hi : x);
-    }
     float d = x - m;
+    if (c >= min_samples && v > 0.0f) {
+        /* clipping d, not x, avoids cancellation in (m - half) - m */
+        float half = outlier_sigma * sqrtf(v);
+        d = d < -half ? -half : (d > half ? half : d);
+    }
+    float b = 1.0f - a;
     *mean = m + a * d;
-    *var = (1.0f - a) * (v + a * d * d);
+    /* (b a d) d rather than b (v + a d^2): a = 1 gives 0, not 0 * inf */
+    *var = b * v + (b * a * d) * d;
     *count = c == UINT32_MAX ? c : c + 1u;
 }
 
@@ -347,11 +351,12 @@ CTAS7_AVX2_INLINE void ctas7_avx2_ewma(__m256 *mean, __m256 *var, __m256i *count
     __m256 clip = _mm256_and_ps(_mm256_castsi256_ps(warm),
                                 _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
     __m256 half = _mm256_mul_ps(sigma, _mm256_sqrt_ps(v));
-    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_sub_ps(m, half)), _mm256_add_ps(m, half));
-    x = _mm256_blendv_ps(x, xc, clip);
     __m256 d = _mm256_sub_ps(x, m);
+    __m256 dc = _mm256_min_ps(_mm256_max_ps(d, _mm256_sub_ps(_mm256_setzero_ps(), half)), half);
+    d = _mm256_blendv_ps(d, dc, clip);
+    __m256 b = _mm256_sub_ps(one, a);
     __m256 m2 = _mm256_fmadd_ps(a, d, m);
-    __m256 v2 = _mm256_mul_ps(_mm256_sub_ps(one, a), _mm256_fmadd_ps(_mm256_mul_ps(a, d), d, v));
+    __m256 v2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(b, a), d), d, _mm256_mul_ps(b, v));
     __m256i c2 = _mm256_max_epu32(_mm256_add_epi32(c, _mm256_set1_epi32(1)), c); /* saturate */
     *mean = _mm256_blendv_ps(m, m2, finite);
     *var = _mm256_blendv_ps(v, v2, finite);
@@ -538,12 +543,13 @@ CTAS7_AVX512_INLINE void ctas7_avx512_ewma(__m512 *mean, __m512 *var, __m512i *c
     __mmask16 clip = _mm512_cmpge_epu32_mask(c, min_samples)
                      & _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
     __m512 half = _mm512_mul_ps(sigma, _mm512_sqrt_ps(v));
-    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_sub_ps(m, half)), _mm512_add_ps(m, half));
-    x = _mm512_mask_mov_ps(x, clip, xc);
     __m512 d = _mm512_sub_ps(x, m);
+    __m512 dc = _mm512_min_ps(_mm512_max_ps(d, _mm512_sub_ps(_mm512_setzero_ps(), half)), half);
+    d = _mm512_mask_mov_ps(d, clip, dc);
+    __m512 b = _mm512_sub_ps(one, a);
     *mean = _mm512_mask_mov_ps(m, finite, _mm512_fmadd_ps(a, d, m));
-    *var = _mm512_mask_mov_ps(v, finite, _mm512_mul_ps(_mm512_sub_ps(one, a),
-                                                       _mm512_fmadd_ps(_mm512_mul_ps(a, d), d, v)));
+    *var = _mm512_mask_mov_ps(v, finite, _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(b, a), d), d,
+                                                         _mm512_mul_ps(b, v)));
     *count = _mm512_mask_mov_epi32(c, finite,
                                    _mm512_max_epu32(_mm512_add_epi32(c, _mm512_set1_epi32(1)), c));
 }
