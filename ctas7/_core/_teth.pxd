@@ -18,6 +18,13 @@ cdef packed struct ctas7_match_t:
     uint32_t node
     uint32_t pattern
 
+# Per (key, pattern) matcher state; t0 beside the DFA state so one event
+# touches one cache line for all its patterns.
+cdef packed struct ctas7_key_state_t:
+    int64_t t0
+    int32_t state
+    int32_t pad
+
 # One slot of the open-addressing sch table (40 bytes).
 cdef packed struct ctas7_beacon_slot_t:
     uint64_t key
@@ -36,13 +43,14 @@ cdef packed struct ctas7_beacon_t:
     double period_ns
     double cv
 
-# One compiled pattern, pointing into arrays owned by PatternBank.
+# One compiled pattern, pointing into arrays owned by PatternBank. ``code``
+# is the transition table with the accepting flag of the target folded into
+# bit 30; ``kind_col`` has one extra trailing entry, the column of every kind
+# past its end, so the lookup is a clamp instead of a branch.
 cdef struct ctas7_dfa_t:
-    const int32_t *table
-    const uint8_t *accepting
-    const int16_t *kind_map
-    int32_t kind_map_len
-    int32_t default_col
+    const int32_t *code
+    const int16_t *kind_col
+    int32_t kind_col_last
     int32_t n_cols
     int64_t within_ns
 
@@ -51,7 +59,7 @@ cdef Py_ssize_t ctas7_teth_match(
     const ctas7_event_t *events, Py_ssize_t n,
     const ctas7_dfa_t *dfas, Py_ssize_t n_patterns,
     bint key_is_node,
-    int32_t *state, int64_t *t0,
+    ctas7_key_state_t *state,
     ctas7_match_t *out,
 ) noexcept nogil
 
@@ -70,11 +78,11 @@ cdef class PatternBank:
     cdef readonly int64_t max_key
     cdef readonly Py_ssize_t capacity
     cdef object _specs
+    cdef object _encoded
     cdef object _state
-    cdef object _t0
-    cdef int32_t *state_ptr
-    cdef int64_t *t0_ptr
+    cdef ctas7_key_state_t *state_ptr
     cdef void _grow(self, Py_ssize_t needed) except *
+    cdef void _bind(self) except *
 
 
 cdef class BeaconTable:

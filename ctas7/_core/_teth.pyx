@@ -5,18 +5,20 @@ Private module; the public face is :mod:`ctas7.stages.teth`.
 """
 
 from libc.math cimport sqrt
-from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-__all__ = ["PatternBank", "BeaconTable", "SLOT_DTYPE", "KIND_CONTROL_BASE"]
+__all__ = ["PatternBank", "BeaconTable", "KEY_STATE_DTYPE", "SLOT_DTYPE", "KIND_CONTROL_BASE"]
 
 cdef enum:
     _CONTROL_BASE = 0xFF00
+    _STATE_MASK = (1 << 30) - 1
 
 KIND_CONTROL_BASE = _CONTROL_BASE
 
+KEY_STATE_DTYPE = np.dtype([("t0", "<i8"), ("state", "<i4"), ("pad", "<i4")])
 SLOT_DTYPE = np.dtype(
     [("key", "<u8"), ("last_ts", "<i8"), ("mean", "<f8"), ("m2", "<f8"), ("count", "<u4"), ("flagged", "<u4")]
 )
@@ -30,14 +32,19 @@ cdef Py_ssize_t ctas7_teth_match(
     const ctas7_event_t *events, Py_ssize_t n,
     const ctas7_dfa_t *dfas, Py_ssize_t n_patterns,
     bint key_is_node,
-    int32_t *state, int64_t *t0,
+    ctas7_key_state_t *state,
     ctas7_match_t *out,
 ) noexcept nogil:
-    cdef Py_ssize_t i, p, m = 0, base
+    # Branch-free per step (selects instead of jumps): kinds and DFA moves are
+    # data-dependent, so jumps here mispredict on real streams. ``out[m]`` is
+    # written every step and kept only on a match; m never passes the step
+    # count, so it stays inside the n * n_patterns slots.
+    cdef Py_ssize_t i, p, m = 0
     cdef const ctas7_event_t *ev
     cdef const ctas7_dfa_t *d
-    cdef uint32_t kind
-    cdef int32_t col, s, nxt
+    cdef ctas7_key_state_t *ks
+    cdef uint32_t kind, node
+    cdef int32_t col, s, e, acc
     cdef int64_t ts
     for i in range(n):
         ev = &events[i]
@@ -45,27 +52,25 @@ cdef Py_ssize_t ctas7_teth_match(
         if kind >= _CONTROL_BASE:
             continue
         ts = ev.ts
-        base = <Py_ssize_t>(ev.node if key_is_node else ev.station) * n_patterns
+        node = ev.node
+        ks = &state[<Py_ssize_t>(node if key_is_node else ev.station) * n_patterns]
         for p in range(n_patterns):
             d = &dfas[p]
-            col = d.kind_map[kind] if <int32_t>kind < d.kind_map_len else d.default_col
+            col = d.kind_col[kind if <int32_t>kind < d.kind_col_last else d.kind_col_last]
             if col < 0:
                 continue
-            s = state[base + p]
-            # `within`: the run that left the start state has expired.
-            if s != 0 and d.within_ns > 0 and ts - t0[base + p] > d.within_ns:
-                s = 0
-            nxt = d.table[s * d.n_cols + col]
-            if d.accepting[nxt]:
-                out[m].ts = ts
-                out[m].node = ev.node
-                out[m].pattern = <uint32_t>p
-                m += 1
-                state[base + p] = 0
-            else:
-                if s == 0 and nxt != 0:
-                    t0[base + p] = ts
-                state[base + p] = nxt
+            s = ks[p].state
+            # `within`: the run that left the start state has expired
+            # (within_ns is INT64_MAX when the pattern has no bound).
+            s &= -<int32_t>(ts - ks[p].t0 <= d.within_ns)
+            e = d.code[s * d.n_cols + col]
+            acc = e >> 30
+            ks[p].t0 = ts if s == 0 else ks[p].t0
+            ks[p].state = (e & _STATE_MASK) & (acc - 1)
+            out[m].ts = ts
+            out[m].node = node
+            out[m].pattern = <uint32_t>p
+            m += acc
     return m
 
 
@@ -89,6 +94,8 @@ def _check_spec(Py_ssize_t i, spec):
     if table.ndim != 2 or table.shape[0] < 1 or table.shape[1] < 1:
         raise ValueError(f"pattern {i}: table must be a non-empty 2-d array, got shape {table.shape}")
     n_states, n_cols = table.shape
+    if n_states >= (1 << 30):
+        raise ValueError(f"pattern {i}: {n_states} states exceed the 2**30 limit")
     if table.min() < 0 or table.max() >= n_states:
         raise ValueError(f"pattern {i}: table entries must lie in [0, {n_states})")
     if accepting.shape != (n_states,):
@@ -121,12 +128,12 @@ cdef class PatternBank:
     key_is_node : bool
         Key the per-key state by ``node`` (else by ``station``).
     max_key : int
-        Largest key accepted; the state arrays grow on demand up to it.
-    state, t0 : numpy.ndarray, optional
+        Largest key accepted; the state array grows on demand up to it.
+    state : numpy.ndarray of KEY_STATE_DTYPE, optional
         Saved state (from :meth:`get_state`) to resume from.
     """
 
-    def __cinit__(self, specs, bint key_is_node=True, int64_t max_key=(1 << 22), state=None, t0=None):
+    def __cinit__(self, specs, bint key_is_node=True, int64_t max_key=(1 << 22), state=None):
         cdef Py_ssize_t i
         self.dfas = NULL
         specs = tuple(_check_spec(i, s) for i, s in enumerate(specs))
@@ -139,30 +146,33 @@ cdef class PatternBank:
         self.dfas = <ctas7_dfa_t *>malloc(max(self.n_patterns, 1) * sizeof(ctas7_dfa_t))
         if self.dfas == NULL:
             raise MemoryError()
-        cdef const int32_t[:, ::1] tab
-        cdef const uint8_t[::1] acc
-        cdef const int16_t[::1] km
+        cdef const int32_t[:, ::1] code
+        cdef const int16_t[::1] kc
+        encoded = []
         for i, (table, accepting, kind_map, default_col, within_ns) in enumerate(specs):
-            tab = table
-            acc = accepting
-            km = kind_map
-            self.dfas[i].table = &tab[0, 0]
-            self.dfas[i].accepting = &acc[0]
-            self.dfas[i].kind_map = &km[0] if km.shape[0] else NULL
-            self.dfas[i].kind_map_len = <int32_t>km.shape[0]
-            self.dfas[i].default_col = default_col
-            self.dfas[i].n_cols = <int32_t>tab.shape[1]
-            self.dfas[i].within_ns = within_ns
-        if state is None:
-            self.capacity = 0
-            self._state = np.zeros(0, dtype=np.int32)
-            self._t0 = np.zeros(0, dtype=np.int64)
-        else:
-            self.set_state(state, t0)
+            code_arr = np.ascontiguousarray(table | (accepting[table].astype(np.int32) << 30))
+            kc_arr = np.concatenate([kind_map, np.array([default_col], dtype=np.int16)])
+            encoded.append((code_arr, kc_arr))
+            code = code_arr
+            kc = kc_arr
+            self.dfas[i].code = &code[0, 0]
+            self.dfas[i].kind_col = &kc[0]
+            self.dfas[i].kind_col_last = <int32_t>(kc.shape[0] - 1)
+            self.dfas[i].n_cols = <int32_t>code.shape[1]
+            self.dfas[i].within_ns = within_ns if within_ns > 0 else INT64_MAX
+        self._encoded = tuple(encoded)
+        self.capacity = 0
+        self._state = np.zeros(0, dtype=KEY_STATE_DTYPE)
+        if state is not None:
+            self.set_state(state)
         self._bind()
 
     def __dealloc__(self):
         free(self.dfas)
+
+    cdef void _bind(self) except *:
+        cdef ctas7_key_state_t[::1] v = self._state
+        self.state_ptr = &v[0] if v.shape[0] else NULL
 
     cdef void _grow(self, Py_ssize_t needed) except *:
         if needed - 1 > self.max_key:
@@ -170,18 +180,10 @@ cdef class PatternBank:
                 f"key {needed - 1} exceeds max_key={self.max_key}; raise max_key if this key space is intended"
             )
         cdef Py_ssize_t cap = min(max(needed, 2 * self.capacity, 64), self.max_key + 1)
-        state = np.zeros(cap * self.n_patterns, dtype=np.int32)
-        t0 = np.zeros(cap * self.n_patterns, dtype=np.int64)
+        state = np.zeros(cap * self.n_patterns, dtype=KEY_STATE_DTYPE)
         state[: self._state.shape[0]] = self._state
-        t0[: self._t0.shape[0]] = self._t0
-        self._state, self._t0, self.capacity = state, t0, cap
+        self._state, self.capacity = state, cap
         self._bind()
-
-    def _bind(self):
-        cdef int32_t[::1] s = self._state
-        cdef int64_t[::1] t = self._t0
-        self.state_ptr = &s[0] if s.shape[0] else NULL
-        self.t0_ptr = &t[0] if t.shape[0] else NULL
 
     def run(self, const ctas7_event_t[::1] events,  # IN
             ctas7_match_t[::1] out):  # OUT
@@ -200,37 +202,37 @@ cdef class PatternBank:
             self._grow(<Py_ssize_t>top + 1)
         with nogil:
             m = ctas7_teth_match(&events[0], n, self.dfas, self.n_patterns, self.key_is_node,
-                                 self.state_ptr, self.t0_ptr, &out[0])
+                                 self.state_ptr, &out[0])
         return m
 
     def get_state(self):
-        """Copies of the per-key state: (state int32, t0 int64), ``[key * n_patterns + p]``."""
-        return self._state.copy(), self._t0.copy()
+        """A copy of the per-key state, KEY_STATE_DTYPE ``[key * n_patterns + p]``."""
+        return self._state.copy()
 
-    def set_state(self, state, t0):
-        """Restore state saved by :meth:`get_state` (same pattern count)."""
-        state = np.array(state, dtype=np.int32, copy=True).reshape(-1)
-        t0 = np.array(t0, dtype=np.int64, copy=True).reshape(-1)
-        if state.shape != t0.shape:
-            raise ValueError("state and t0 differ in length")
+    def set_state(self, state):
+        """Restore state saved by :meth:`get_state` (same patterns)."""
+        state = np.array(state, copy=True).reshape(-1)
+        if state.dtype != KEY_STATE_DTYPE:
+            raise ValueError(f"state must have dtype {KEY_STATE_DTYPE}, got {state.dtype}")
         P = max(self.n_patterns, 1)
         if state.shape[0] % P:
             raise ValueError(f"state length {state.shape[0]} is not a multiple of {P} patterns")
         for i, spec in enumerate(self._specs):
-            col = state[i :: P]
+            col = state["state"][i :: P]
             if col.size and (col.min() < 0 or col.max() >= spec[0].shape[0]):
                 raise ValueError(f"state of pattern {i} outside [0, {spec[0].shape[0]})")
-        self._state, self._t0 = state, t0
+        if state.shape[0] // P > self.max_key + 1:
+            raise ValueError(f"state covers more keys than max_key={self.max_key}")
+        self._state = state
         self.capacity = state.shape[0] // P
         self._bind()
 
     def reset(self):
         """Forget all per-key state."""
         self._state[:] = 0
-        self._t0[:] = 0
 
     def __reduce__(self):
-        return (PatternBank, (self._specs, self.key_is_node, self.max_key, self._state.copy(), self._t0.copy()))
+        return (PatternBank, (self._specs, self.key_is_node, self.max_key, self._state.copy()))
 
 
 # ---------------------------------------------------------------------------
@@ -325,7 +327,7 @@ cdef class BeaconTable:
     """
 
     def __cinit__(self, Py_ssize_t capacity=4096, uint32_t min_count=8, double max_cv=0.1,
-                  int64_t min_gap_ns=1_000_000, int probes=8, slots=None):
+                  int64_t min_gap_ns=1_000_000, int probes=4, slots=None):
         if capacity < 1 or capacity & (capacity - 1):
             raise ValueError(f"capacity must be a power of two >= 1, got {capacity}")
         if min_count < 3:

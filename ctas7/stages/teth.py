@@ -1480,7 +1480,7 @@ def _fmix64(k: int) -> int:
 
 
 def reference_beacons(events: np.ndarray, *, capacity: int = 4096, min_count: int = 8, max_cv: float = 0.1,
-                      min_gap_ns: int = 1_000_000, probes: int = 8, slots: np.ndarray | None = None) -> tuple:
+                      min_gap_ns: int = 1_000_000, probes: int = 4, slots: np.ndarray | None = None) -> tuple:
     """Pure-Python twin of the beacon kernel; returns ``(detections, slots)``.
 
     Per ``sch`` (0 and control kinds are skipped) it keeps the last arrival,
