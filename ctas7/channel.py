@@ -12,9 +12,11 @@ published). A consumer that finds the ring empty or stuck checks whether
 the producers are still alive; for a dead one it records an explicit gap
 (the count of records it claimed but never committed) and carries on.
 Committed records are never lost. Gaps are counted in the header
-(:attr:`Channel.lost`, :attr:`Channel.gaps`) and, by default, delivered to
-consumers in-stream as one ``KIND_GAP`` event each (``value`` = records
-lost, ``node`` = the dead producer's pid).
+(:attr:`Channel.lost`, :attr:`Channel.gaps`) and, by default, delivered
+in-stream, where they happened, as one ``KIND_GAP`` event each (``value``
+= records lost, ``node`` = the dead producer's pid): by the consumer that
+noticed, or by a restarted producer as its first record when it noticed
+first.
 
 Segments are created owner-only (0600) as ``/dev/shm/ctas7-<name>`` and
 checked on attach (magic, layout version, record size, owner uid). The
@@ -70,10 +72,9 @@ MAX_PRODUCERS = 64
 _H_MAGIC, _H_VERSION, _H_RSIZE, _H_CAP = 0, 8, 16, 24
 _H_KIND, _H_RING_OFF, _H_UID, _H_CREATOR = 32, 40, 48, 56
 _H_CREATED, _H_SIZE, _H_CREATOR_START = 64, 72, 80
-_H_CLOSED, _H_LOST, _H_GAPS, _H_DELIVERED = 128, 136, 144, 152
+_H_CLOSED, _H_LOST, _H_GAPS, _H_EMIT = 128, 136, 144, 152
 _H_LAST_PID = 160
-_LOG, _LOG_N, _LOG_ENTRY = 256, 32, 32  # gap log: tag, count, pid, when
-_TABLE, _ENTRY = _LOG + _LOG_N * _LOG_ENTRY, 64  # producer table
+_TABLE, _ENTRY = 256, 64  # producer table
 _E_PID, _E_START, _E_BEAT, _E_LO, _E_HI, _E_SINCE = 0, 8, 16, 24, 32, 40
 _RING_OFF = 8192
 _REAPING = (1 << 64) - 1
@@ -181,7 +182,8 @@ class Channel:
         has died before skipping it as lost.
     emit_gaps : bool
         Deliver each gap as a ``KIND_GAP`` event in the stream (EVENT_DTYPE
-        only); the counters are kept either way.
+        only; create only, stored in the header); the counters are kept
+        either way.
 
     Examples
     --------
@@ -197,8 +199,6 @@ class Channel:
     [1, 2]
     >>> ch.close()
     """
-
-    _check_every = 1024
 
     def __init__(self, *_args, **_kwargs):
         raise TypeError("use Channel.create(name, capacity) or Channel.attach(name)")
@@ -247,6 +247,7 @@ class Channel:
                 (_H_CREATOR_START, _start_time(os.getpid())),
                 (_H_CREATED, monotonic_ns()),
                 (_H_SIZE, size),
+                (_H_EMIT, int(bool(emit_gaps) and dt == EVENT_DTYPE)),
             ):
                 words.store(off, val)
             words.store(_H_VERSION, VERSION)
@@ -255,7 +256,7 @@ class Channel:
             mm.close()
             os.unlink(path)
             raise
-        self._init(name, path, mm, words, ring, dt, multi_producer, claim_timeout, emit_gaps, True, unlink_on_close)
+        self._init(name, path, mm, words, ring, dt, multi_producer, claim_timeout, True, unlink_on_close)
         return self
 
     @classmethod
@@ -266,7 +267,6 @@ class Channel:
         dtype=None,
         wait="sleep",
         claim_timeout: float = 0.05,
-        emit_gaps: bool = True,
     ) -> "Channel":
         """Open an existing channel by name.
 
@@ -320,10 +320,10 @@ class Channel:
             mm.close()
             raise
         self = cls.__new__(cls)
-        self._init(name, path, mm, words, ring, dt, multi, claim_timeout, emit_gaps, False, False)
+        self._init(name, path, mm, words, ring, dt, multi, claim_timeout, False, False)
         return self
 
-    def _init(self, name, path, mm, words, ring, dt, multi, claim_timeout, emit_gaps, owner, unlink_on_close):
+    def _init(self, name, path, mm, words, ring, dt, multi, claim_timeout, owner, unlink_on_close):
         if claim_timeout < 0:
             raise ValueError(f"claim_timeout must be >= 0, got {claim_timeout}")
         self.name = name
@@ -331,7 +331,7 @@ class Channel:
         self.dtype = dt
         self.multi_producer = bool(multi)
         self.claim_timeout = float(claim_timeout)
-        self.emit_gaps = bool(emit_gaps) and dt == EVENT_DTYPE
+        self.emit_gaps = words.load(_H_EMIT) == 1
         self._mm = mm
         self._words = words
         self._ring = ring
@@ -342,7 +342,6 @@ class Channel:
         self._entry_pid = 0
         self._pending: list = []  # gap events not yet handed out
         self._stall = None  # (position, first seen) of a stuck MPMC slot
-        self._countdown = self._check_every
         self._ring_get = ring.get
         self._ring_put = None
         _open_channels.add(self)
@@ -350,7 +349,7 @@ class Channel:
     def __reduce__(self):
         return (
             _attach_for_pickle,
-            (self.name, self.dtype, self._ring.wait, self.claim_timeout, self.emit_gaps),
+            (self.name, self.dtype, self._ring.wait, self.claim_timeout),
         )
 
     # ---------------------------------------------------------- properties
@@ -426,7 +425,7 @@ class Channel:
             return
         if self._words.load(_H_CLOSED):
             raise ChannelClosed(f"channel {self.name!r} was shut down")
-        self._reap()
+        gaps = self._reap()
         w, me = self._words, os.getpid()
         if not self.multi_producer:
             live = [p["pid"] for p in self.producers() if p["alive"] and p["pid"] != me]
@@ -442,6 +441,8 @@ class Channel:
                 w.store(_H_LAST_PID, me)
                 self._entry, self._entry_pid = i, me
                 self._ring_put = self._ring.put
+                for ev in gaps:  # in-stream, before any record of ours
+                    self._ring.put_many(ev, None)
                 return
         raise RuntimeError(f"channel {self.name!r} has {MAX_PRODUCERS} registered producers already")
 
@@ -460,19 +461,23 @@ class Channel:
 
     # -------------------------------------------------- gaps, dead producers
 
-    def _record_gap(self, count: int, pid: int) -> None:
-        w = self._words
-        i = w.add(_H_GAPS, 1)
-        off = _LOG + (i % _LOG_N) * _LOG_ENTRY
-        w.store(off + 8, count)
-        w.store(off + 16, pid)
-        w.store(off + 24, monotonic_ns())
-        w.store(off, i + 1)
-        w.add(_H_LOST, count)
+    def _record_gap(self, count: int, pid: int):
+        """Count a gap in the header; return its KIND_GAP event (or None)."""
+        self._words.add(_H_GAPS, 1)
+        self._words.add(_H_LOST, count)
+        if not self.emit_gaps:
+            return None
+        ev = np.zeros(1, dtype=EVENT_DTYPE)
+        ev["ts"] = monotonic_ns()
+        ev["kind"] = KIND_GAP
+        ev["node"] = pid & 0xFFFFFFFF
+        ev["seq"] = count & 0xFFFFFFFF
+        ev["value"] = count
+        return ev
 
-    def _reap(self) -> int:
-        """Free the entries of dead producers, recording their gaps."""
-        w, ring, found = self._words, self._ring, 0
+    def _reap(self) -> list:
+        """Free the entries of dead producers; return their gap events."""
+        w, ring, found = self._words, self._ring, []
         for i in range(MAX_PRODUCERS):
             off = _TABLE + i * _ENTRY
             pid = w.load(off + _E_PID)
@@ -495,8 +500,9 @@ class Channel:
             w.store(off + _E_LO, 0)
             w.store(off + _E_HI, 0)
             w.store(off + _E_PID, 0)
-            self._record_gap(lost, pid)
-            found += lost
+            ev = self._record_gap(lost, pid)
+            if ev is not None:
+                found.append(ev)
         return found
 
     def _skip_dead_claims(self) -> int:
@@ -535,45 +541,26 @@ class Channel:
                     if not lo_ok:
                         break
             if n:
-                self._record_gap(n, owner)
+                ev = self._record_gap(n, owner)
+                if ev is not None:
+                    self._pending.append(ev)
                 skipped += n
             pos = ring.stalled_position()
         self._stall = None
         return skipped
 
     def check_producers(self) -> int:
-        """Look for dead producers now; return the records found lost.
+        """Look for dead producers now (as a consumer); return the records lost.
 
         Consumers call this by themselves whenever the ring runs empty or
-        stalls; call it directly only to account for a crash sooner.
+        stalls; call it directly only to account for a crash sooner. Gap
+        events found here come out of this handle's next get.
         """
-        return self._reap() + (self._skip_dead_claims() if self.multi_producer else 0)
-
-    def _poll_gaps(self) -> None:
-        """Take undelivered gap incidents from the header log (exactly once)."""
-        w = self._words
-        while True:
-            d = w.load(_H_DELIVERED)
-            if d >= w.load(_H_GAPS):
-                return
-            off = _LOG + (d % _LOG_N) * _LOG_ENTRY
-            tag = w.load(off)
-            if tag < d + 1:
-                return  # being written right now
-            count, pid = (w.load(off + 8), w.load(off + 16)) if tag == d + 1 else (None, 0)
-            if w.cas(_H_DELIVERED, d, d + 1) and self.emit_gaps:
-                ev = np.zeros(1, dtype=EVENT_DTYPE)
-                ev["ts"] = monotonic_ns()
-                ev["kind"] = KIND_GAP
-                ev["node"] = pid & 0xFFFFFFFF
-                ev["seq"] = (count if count is not None else 0) & 0xFFFFFFFF
-                ev["value"] = float("nan") if count is None else float(count)
-                self._pending.append(ev)
-
-    def _idle(self) -> None:
-        """Run when a consumer finds nothing to read."""
-        self.check_producers()
-        self._poll_gaps()
+        before = self._words.load(_H_LOST)
+        self._pending.extend(self._reap())
+        if self.multi_producer:
+            self._skip_dead_claims()
+        return self._words.load(_H_LOST) - before
 
     # ----------------------------------------------------------------- put
 
@@ -644,12 +631,9 @@ class Channel:
         """
         if self._pending:
             return self._pending.pop(0)[0]
-        self._countdown -= 1
-        if self._countdown > 0:
-            rec = self._ring_get()
-            if rec is not None:
-                return rec
-        self._countdown = self._check_every
+        rec = self._ring_get()
+        if rec is not None:
+            return rec
         return self._get_slow(block, timeout)
 
     def get_nowait(self):
@@ -658,13 +642,10 @@ class Channel:
     def _wait_loop(self, attempt, block, timeout):
         deadline = _deadline(block, timeout)
         while True:
-            self._poll_gaps()
-            if self._pending:
-                return None
             out = attempt(0.0)
             if out is not None:
                 return out
-            self._idle()
+            self.check_producers()
             if self._pending:
                 return None
             if self._words.load(_H_CLOSED) and len(self._ring) == 0 and attempt(0.0) is None:
@@ -690,10 +671,6 @@ class Channel:
         """
         if self._pending:
             return self._pending.pop(0)
-        if self._words.load(_H_DELIVERED) != self._words.load(_H_GAPS):
-            self._poll_gaps()
-            if self._pending:
-                return self._pending.pop(0)
         out = self._ring.get_many(max_n)
         if len(out) or max_n == 0:
             return out
@@ -737,6 +714,7 @@ class Channel:
     def shutdown(self) -> None:
         """Mark the stream finished for every handle (like ``queue.Queue.shutdown``)."""
         self._words.store(_H_CLOSED, 1)
+        self._ring.shutdown()
 
     def close(self) -> None:
         """Detach this handle; the creating handle also unlinks the name."""
@@ -784,8 +762,8 @@ class Channel:
         return f"<Channel {self.name!r} {kind} {self.qsize()}/{self.capacity} lost={self.lost}>"
 
 
-def _attach_for_pickle(name, dtype, wait, claim_timeout, emit_gaps):
-    return Channel.attach(name, dtype=dtype, wait=wait, claim_timeout=claim_timeout, emit_gaps=emit_gaps)
+def _attach_for_pickle(name, dtype, wait, claim_timeout):
+    return Channel.attach(name, dtype=dtype, wait=wait, claim_timeout=claim_timeout)
 
 
 def sweep(prefix: str = "") -> list:

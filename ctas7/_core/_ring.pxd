@@ -47,6 +47,7 @@ cdef struct ring_t:
     uint64_t *intent
     uint64_t *heartbeat
     uint64_t *skipped
+    uint64_t *closed
     uint64_t capacity
     uint64_t mask
     uint64_t rsize

@@ -6,7 +6,7 @@ line so the adjacent-line prefetcher cannot couple them):
 
 ====  =========================================================
 0     meta: magic, layout version, kind, capacity, record size
-128   producer line: tail, claim intent [lo, hi), heartbeat
+128   producer line: tail, claim intent [lo, hi), heartbeat, closed flag
 256   consumer line: head, skipped (dead claims, MPMC)
 384   data futex word + number of sleeping consumers
 512   space futex word + number of sleeping producers
@@ -86,6 +86,7 @@ cdef enum:
     P_TAIL = 128
     P_INTENT = 136
     P_HEARTBEAT = 152
+    P_CLOSED = 160
     C_HEAD = 256
     C_SKIPPED = 264
     F_DATA = 384
@@ -187,6 +188,8 @@ cdef inline bint _ready_get(ring_t *r) noexcept nogil:
 
 cdef inline bint _ready_put(ring_t *r) noexcept nogil:
     cdef uint64_t tail, s
+    if ctas7_load_relaxed_u64(r.closed):
+        return 1
     tail = ctas7_load_relaxed_u64(r.tail)
     if r.mpmc:
         s = ctas7_load_acquire_u64(&r.seq[tail & r.mask]) & NOVOID
@@ -284,6 +287,8 @@ cdef inline void _clear_intent(ring_t *r, uint64_t upto) noexcept nogil:
 cdef uint64_t _spsc_write(ring_t *r, const unsigned char *src, uint64_t n) noexcept nogil:
     cdef uint64_t tail = ctas7_load_relaxed_u64(r.tail)
     cdef uint64_t k = _spsc_free(r, tail, n)
+    if ctas7_load_relaxed_u64(r.closed):
+        return 0
     if k > n:
         k = n
     if k == 0:
@@ -317,6 +322,8 @@ cdef uint64_t _spsc_read(ring_t *r, unsigned char *dst, uint64_t n) noexcept nog
 cdef uint64_t _mpmc_reserve_write(ring_t *r, uint64_t n, bint contiguous, uint64_t *out_pos) noexcept nogil:
     cdef uint64_t pos, k, s = 0, limit
     while True:
+        if ctas7_load_relaxed_u64(r.closed):
+            return 0
         pos = ctas7_load_relaxed_u64(r.tail)
         limit = n if n < r.capacity else r.capacity
         if contiguous and limit > r.capacity - (pos & r.mask):
@@ -423,7 +430,7 @@ cdef uint64_t _write_all(ring_t *r, const unsigned char *src, uint64_t n, int st
         else:
             k = _spsc_write(r, src + done * r.rsize, n - done)
         done += k
-        if done < n and k == 0 and not _await(r, 0, strategy, deadline):
+        if done < n and k == 0 and (ctas7_load_relaxed_u64(r.closed) or not _await(r, 0, strategy, deadline)):
             break
     if done:
         _beat(r, 1)
@@ -589,6 +596,7 @@ cdef class _Ring:
         self.r.space_waiters = <uint32_t *>(p + F_SPACE + 4)
         self.r.intent = <uint64_t *>(p + P_INTENT)
         self.r.heartbeat = <uint64_t *>(p + P_HEARTBEAT)
+        self.r.closed = <uint64_t *>(p + P_CLOSED)
         self.r.head_cache = 0
         self.r.tail_cache = 0
         return 0
@@ -633,6 +641,18 @@ cdef class _Ring:
         """Slots consumers skipped because their producer died (MPMC)."""
         self._ptr()
         return int(ctas7_load_acquire_u64(self.r.skipped))
+
+    @property
+    def closed(self):
+        """True once :meth:`shutdown` was called on any handle."""
+        self._ptr()
+        return bool(ctas7_load_acquire_u64(self.r.closed))
+
+    def shutdown(self):
+        """Refuse further writes on every handle (puts return 0/False); reads drain."""
+        self._ptr()
+        ctas7_store_release_u64(self.r.closed, 1)
+        _wake(self.r.space_futex, self.r.space_waiters)
 
     def __len__(self):
         self._ptr()
@@ -837,7 +857,7 @@ cdef class _Ring:
                     k = _mpmc_reserve_write(&self.r, <uint64_t>n, 1, &pos)
                 else:
                     pos = ctas7_load_relaxed_u64(self.r.tail)
-                    k = _spsc_free(&self.r, pos, <uint64_t>n)
+                    k = 0 if ctas7_load_relaxed_u64(self.r.closed) else _spsc_free(&self.r, pos, <uint64_t>n)
                     idx = pos & self.r.mask
                     if k > <uint64_t>n:
                         k = <uint64_t>n
@@ -845,7 +865,7 @@ cdef class _Ring:
                         k = self.r.capacity - idx
                     if k:
                         _set_intent(&self.r, pos, pos + k)
-                if k or not _await(&self.r, 0, strategy, deadline):
+                if k or ctas7_load_relaxed_u64(self.r.closed) or not _await(&self.r, 0, strategy, deadline):
                     break
         self._claim_pos = pos
         self._claim_n = k
