@@ -678,11 +678,10 @@ cdef class MeterCore:
     def array(self, str name):
         """A copy of one per-node state array (see ``_STATE_ARRAYS``)."""
         cdef Py_ssize_t n = self.st.n
-        cdef void* p = self._ptr(name)
         dt = np.dtype(dict(_STATE_ARRAYS)[name])
         out = np.empty(n, dtype=dt)
         if n:
-            memcpy(<void*><size_t>out.ctypes.data, p, n * dt.itemsize)
+            memcpy(<void*><size_t>out.ctypes.data, self._ptr(name), n * dt.itemsize)
         return out
 
     cdef void* _ptr(self, str name) except NULL:
@@ -784,7 +783,6 @@ cdef class MeterCore:
     def __setstate__(self, state):
         cdef Py_ssize_t n = state["mean"].shape[0]
         cdef Py_ssize_t j
-        cdef void* p
         if self.st.n != 0:
             raise ValueError("MeterCore state can only be restored into a fresh core")
         if _state_grow(&self.st, &self.config.cfg, &self.over, n):
@@ -793,9 +791,8 @@ cdef class MeterCore:
             arr = np.ascontiguousarray(state[name], dtype=dt)
             if arr.shape[0] != n:
                 raise ValueError(f"state array {name!r} has {arr.shape[0]} entries, expected {n}")
-            p = self._ptr(name)
             if n:
-                memcpy(p, <void*><size_t>arr.ctypes.data, n * arr.dtype.itemsize)
+                memcpy(self._ptr(name), <void*><size_t>arr.ctypes.data, n * arr.dtype.itemsize)
         active = np.asarray(state["active"], dtype=np.int64)
         for j in range(active.shape[0]):
             self.st.active[j] = <int32_t>active[j]

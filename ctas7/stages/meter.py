@@ -727,11 +727,19 @@ class ReferenceTrace:
     fired: list = field(default_factory=list)  # (tick, count, conf, {node: (first_hot, dir, z)})
 
 
+def _bits1(z: float) -> float:
+    s = abs(z) / math.sqrt(2.0)
+    if s < 20.0:
+        return -math.log2(math.erfc(s))
+    if math.isinf(s):
+        return math.inf
+    # erfc(s) = exp(-s^2) / (s sqrt(pi)) * (1 - 1/(2 s^2) + 3/(4 s^4) - ...), in logs.
+    series = 1.0 - 0.5 / s**2 + 0.75 / s**4
+    return (s * s + math.log(s * math.sqrt(math.pi)) - math.log(series)) / math.log(2.0)
+
+
 def _bits(z: np.ndarray) -> np.ndarray:
-    erfc = np.frompyfunc(math.erfc, 1, 1)
-    with np.errstate(divide="ignore"):
-        p = erfc(np.abs(z) / math.sqrt(2.0)).astype(np.float64)
-        return -np.log2(p)
+    return np.frompyfunc(_bits1, 1, 1)(z).astype(np.float64)
 
 
 def _ref_ewma(mean, var, count, x, alpha, outlier_sigma, min_samples):

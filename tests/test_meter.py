@@ -1,0 +1,499 @@
+"""Tests for the convergence meter (ctas7.stages.meter, ctas7._core._meter)."""
+
+import doctest
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctas7 import checks
+from ctas7._core import _meter
+from ctas7.events import KIND_HEARTBEAT, empty, make_events
+from ctas7.records import MATCH_DTYPE
+from ctas7.sim.synthetic import batches, synthetic_stream
+from ctas7.stage import Frame
+from ctas7.stages import meter as meter_mod
+from ctas7.stages.meter import (
+    LIMITS,
+    PARAM_SPACE,
+    Meter,
+    MeterParams,
+    NodeState,
+    evaluate_activity,
+    reference_evaluate,
+    reference_score_series,
+    sample,
+    score_series,
+)
+
+
+def bits(z):
+    return -math.log2(math.erfc(abs(z) / math.sqrt(2.0)))
+
+
+def run_steps(activity, groups=None, params=None):
+    """Drive the streaming core tick by tick; collect its per-tick traces."""
+    p = params or MeterParams()
+    core = _meter.MeterCore(p.compile(), groups, activity.shape[1])
+    out = {k: [] for k in ("alarms", "scores", "hot", "states", "count", "conf")}
+    for t, row in enumerate(np.ascontiguousarray(activity, dtype=np.float32)):
+        if core.step(row):
+            out["alarms"].append(t)
+        out["scores"].append(core.scores())
+        out["hot"].append(core.array("hot").astype(bool))
+        out["states"].append(core.array("state"))
+        out["count"].append(core.window_count)
+        out["conf"].append(core.confidence)
+    return core, {k: (np.array(v) if k != "alarms" else v) for k, v in out.items()}
+
+
+def activity_of(stream, tick_ns, n_nodes):
+    """Activity matrix of the ticks a streaming meter has closed."""
+    t = stream["ts"] // tick_ns
+    t0, t1 = int(t.min()), int(t.max())
+    a = np.zeros((t1 - t0, n_nodes), dtype=np.float32)
+    live = (t < t1) & (stream["kind"] < 0xFF00)
+    np.add.at(a, (t[live] - t0, stream["node"][live].astype(np.int64)), stream["value"][live])
+    return a, t0
+
+
+# ---------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------
+
+
+def test_params_roundtrip_file(tmp_path):
+    p = MeterParams(score_threshold=12.5, node_thresholds={4: 6.0}, node_weights=[(1, 0.5), (0, 2.0)],
+                    persistence_m=2, persistence_n=3)
+    assert p.node_weights == ((0, 2.0), (1, 0.5))
+    path = tmp_path / "meter.json"
+    p.to_file(path)
+    assert json.loads(path.read_text())["node_thresholds"] == {"4": 6.0}
+    assert MeterParams.from_file(path) == p
+    path.write_text(json.dumps({"meter": p.to_dict()}))
+    assert MeterParams.from_file(path) == p
+    assert p.alpha == pytest.approx(2 / 33)
+
+
+@pytest.mark.parametrize(
+    "data, exc, key",
+    [
+        ({"windw_ticks": 5}, ValueError, "windw_ticks"),
+        ({"window_ticks": 2.5}, TypeError, "window_ticks"),
+        ({"window_ticks": "5"}, TypeError, "window_ticks"),
+        ({"min_samples": True}, TypeError, "min_samples"),
+        ({"convergence_threshold": 1.5}, ValueError, "convergence_threshold"),
+        ({"score_threshold": 0.2}, ValueError, "score_threshold"),
+        ({"lookback_ticks": 0}, ValueError, "lookback_ticks"),
+        ({"node_weights": {"3": 500.0}}, ValueError, "node_weights"),
+        ({"node_weights": {"x": 1.0}}, TypeError, "node_weights"),
+        ({"node_thresholds": [[1, 2, 3]]}, TypeError, "node_thresholds"),
+        ({"node_thresholds": 3}, TypeError, "node_thresholds"),
+        ({"persistence_m": 3, "persistence_n": 2}, ValueError, "persistence_m"),
+        ({"persistence_n": 33}, ValueError, "persistence_n"),
+    ],
+)
+def test_params_errors_name_the_key(data, exc, key, tmp_path):
+    with pytest.raises(exc, match=key):
+        MeterParams.from_dict(data)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(exc, match=key):
+        MeterParams.from_file(path)
+
+
+def test_params_file_rejects_nan_and_non_objects(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"outlier_sigma": NaN}')
+    with pytest.raises(ValueError, match="NaN"):
+        MeterParams.from_file(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(TypeError, match="JSON object"):
+        MeterParams.from_file(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        MeterParams.from_file(path)
+
+
+def test_sample_within_space_and_deterministic():
+    for seed in range(50):
+        p = sample(np.random.default_rng(seed), n_nodes=12)
+        assert p == sample(seed, n_nodes=12)
+        for key, r in PARAM_SPACE.items():
+            if r.per_node:
+                vals = [v for _, v in getattr(p, key)]
+                assert all(r.low <= v <= r.high for v in vals)
+            else:
+                assert r.low <= getattr(p, key) <= r.high, key
+        assert len(p.node_weights) == 12
+        assert p.persistence_m <= p.persistence_n
+        assert set(LIMITS) <= set(p.to_dict())
+    assert sample(1).node_weights == ()
+
+
+# ---------------------------------------------------------------------------
+# Hand-computed cases
+# ---------------------------------------------------------------------------
+
+# lookback 3 -> alpha 0.5; constant 4 per tick gives mean 4, var 0 (the first
+# update takes a = 1). At tick 4 var_eff = max(0, var_floor 1, 1 * |4|) = 4,
+# so x = 20 gives z = 16 / 2 = 8 and x = 0 gives z = -2.
+HAND = MeterParams(tick_ns=10, lookback_ticks=3.0, min_samples=2, score_threshold=10.0,
+                   min_hot_nodes=3, convergence_threshold=0.8, window_ticks=3,
+                   confidence_half_life=1.0, min_state_ticks=1)
+
+
+def hand_activity():
+    a = np.full((6, 4), 4.0, dtype=np.float32)
+    a[4, :3] = 20.0
+    a[4, 3] = 0.0
+    return a
+
+
+def test_hand_computed_scores_baseline_and_rising_edge():
+    a = hand_activity()
+    core, tr = run_steps(a, params=HAND)
+    # Ticks 0-1: warm-up (score 0); 2-3: at baseline (score 0).
+    assert np.all(tr["scores"][:4] == 0)
+    assert tr["scores"][4][:3] == pytest.approx([bits(8.0)] * 3, rel=1e-5)
+    assert bits(8.0) == pytest.approx(49.51, abs=0.01)
+    assert tr["scores"][4][3] == pytest.approx(bits(2.0), rel=1e-5)  # 4.46 bits < 10: not hot
+    assert tr["hot"][4].tolist() == [True, True, True, False]
+    # Window {0,1,2}, all up, all fresh: count 3, confidence 1 -> fires at 4.
+    assert tr["count"][4] == 3.0 and tr["conf"][4] == 1.0
+    assert tr["alarms"] == [4]
+    # Tick 5: still in the window but one half-life old: confidence 0.5.
+    assert tr["count"][5] == 3.0 and tr["conf"][5] == pytest.approx(0.5)
+    # Baseline after tick 4: var was 0 so no clipping: mean 4 + 0.5*16 = 12,
+    # var 0.5 * (0 + 0.5 * 256) = 64; tick 5 (x=4) then clips nothing:
+    # mean 12 - 4 = 8, var 0.5 * (64 + 0.5 * 64) = 48.
+    mean, var = core.array("mean"), core.array("var")
+    assert mean[:3].tolist() == [8.0] * 3 and var[:3].tolist() == [48.0] * 3
+    assert tr["scores"][5][0] == pytest.approx(bits(1.0), rel=1e-5)  # z = -8/8
+    assert tr["states"][4].tolist() == [NodeState.HIGH] * 3 + [NodeState.CALM]
+    assert tr["states"][5].tolist() == [NodeState.CALM] * 4  # min_state_ticks=1
+    assert evaluate_activity(a, None, HAND).tolist() == [4]
+    assert reference_evaluate(a, None, HAND).alarms == [4]
+
+
+def test_hand_computed_disagreement_weights_and_groups():
+    a = hand_activity()
+    # Node 3 made hot (z=-2 is 4.46 bits >= 4): clusters (0,+)=3, (0,-)=1.
+    p = HAND.replace(node_thresholds={3: 4.0})
+    _, tr = run_steps(a, params=p)
+    assert tr["hot"][4].tolist() == [True] * 4
+    assert tr["count"][4] == 4.0 and tr["conf"][4] == pytest.approx(0.75)
+    assert tr["alarms"] == []
+    assert evaluate_activity(a, None, p.replace(convergence_threshold=0.7)).tolist() == [4]
+    # Halving node 3's weight: count 3.5, confidence 3 / 3.5.
+    pw = p.replace(node_weights={3: 0.5})
+    _, tr = run_steps(a, params=pw)
+    assert tr["count"][4] == 3.5 and tr["conf"][4] == pytest.approx(3 / 3.5)
+    assert tr["alarms"] == [4]
+    # Groups: node 1 in group 1 splits the up-cluster: max(2, 1, 0.5)/3.5.
+    _, tr = run_steps(a, groups=[0, 1, 0, 0], params=pw)
+    assert tr["conf"][4] == pytest.approx(2 / 3.5) and tr["alarms"] == []
+    assert evaluate_activity(a, [0, 1, 0, 0], pw).tolist() == []
+
+
+def test_hysteresis_min_state_ticks():
+    a = np.vstack([hand_activity(), np.full((3, 4), 4.0, np.float32)])
+    _, tr = run_steps(a, params=HAND.replace(min_state_ticks=2))
+    # HIGH is entered at once, left only after 2 ticks in it.
+    assert tr["states"][4, 0] == NodeState.HIGH
+    assert tr["states"][5, 0] == NodeState.HIGH
+    assert tr["states"][6, 0] != NodeState.HIGH
+
+
+def test_trend_states():
+    a = np.full((30, 2), 5.0, dtype=np.float32)
+    a[20:24, 0] = [6.0, 7.0, 8.0, 9.0]  # small steady rise: not hot
+    a[20:24, 1] = [4.0, 3.0, 2.0, 1.0]
+    p = MeterParams(min_samples=5, min_state_ticks=1, score_threshold=20.0)
+    _, tr = run_steps(a, params=p)
+    assert tr["states"][22, 0] == NodeState.INCREASING
+    assert tr["states"][22, 1] == NodeState.REDUCING
+    assert reference_evaluate(a, None, p).states[22].tolist() == tr["states"][22].tolist()
+
+
+def test_warm_up_is_not_scored():
+    a = np.full((10, 3), 2.0, dtype=np.float32)
+    a[3, :] = 500.0
+    p = MeterParams(min_samples=5, min_hot_nodes=1, convergence_threshold=0.5)
+    core, tr = run_steps(a, params=p)
+    assert np.all(tr["scores"][:5] == 0) and not tr["hot"][:5].any()
+    assert tr["alarms"] == [] and evaluate_activity(a, None, p).size == 0
+    assert core.array("count").tolist() == [10, 10, 10]
+
+
+def test_outlier_clipping_protects_the_baseline():
+    rng = np.random.default_rng(3)
+    a = rng.normal(100.0, 5.0, size=(60, 1)).astype(np.float32)
+    a[50, 0] = 10_000.0
+    p = MeterParams(min_samples=10, outlier_sigma=3.0, var_floor=1e-6, poisson_floor=0.0)
+    core = _meter.MeterCore(p.compile(), None, 1)
+    for row in a[:50]:
+        core.step(row)
+    m, v = core.array("mean")[0], core.array("var")[0]
+    core.step(a[50])
+    alpha = np.float32(p.alpha)
+    expected = m + alpha * (m + np.float32(3.0) * np.sqrt(v) - m)
+    assert core.array("mean")[0] == pytest.approx(expected, rel=1e-6)
+    assert core.array("mean")[0] < 110.0  # unclipped it would be ~ 400
+    ref = reference_evaluate(a[:51], None, p)
+    assert core.array("mean")[0] == pytest.approx(ref.mean[0], rel=1e-6)
+
+
+def test_persistence_m_of_n():
+    a = np.full((40, 3), 3.0, dtype=np.float32)
+    a[30, 0] = 60.0  # one tick only
+    a[30:32, 1] = 60.0  # two ticks
+    p = MeterParams(min_samples=5, persistence_m=2, persistence_n=3, outlier_sigma=1.0)
+    _, tr = run_steps(a, params=p)
+    assert not tr["hot"][:, 0].any()
+    assert not tr["hot"][30, 1] and tr["hot"][31, 1]
+
+
+def test_rising_edge_only_and_rearm():
+    a = np.full((80, 5), 4.0, dtype=np.float32)
+    a[20:26, :4] = 60.0  # sustained: one alarm
+    a[50:53, :4] = 60.0  # again after it fell: a second alarm
+    p = MeterParams(min_samples=5, min_hot_nodes=3, window_ticks=5, outlier_sigma=1.0,
+                    confidence_half_life=1e6)
+    _, tr = run_steps(a, params=p)
+    assert tr["hot"][20:26, :4].sum() > 12  # it did stay hot for several ticks
+    assert tr["alarms"] == [20, 50]
+    assert evaluate_activity(a, None, p).tolist() == [20, 50]
+    assert reference_evaluate(a, None, p).alarms == [20, 50]
+
+
+def test_confidence_decays_with_age():
+    # Nodes lighting up 4 ticks apart do not converge; together they do.
+    a = np.full((40, 4), 4.0, dtype=np.float32)
+    for k, node in enumerate(range(3)):
+        a[20 + 4 * k, node] = 80.0
+    p = MeterParams(min_samples=5, min_hot_nodes=3, window_ticks=12, confidence_half_life=2.0)
+    assert evaluate_activity(a, None, p).tolist() == []
+    assert evaluate_activity(a, None, p.replace(confidence_half_life=1e6)).tolist() == [28]
+
+
+# ---------------------------------------------------------------------------
+# Cython against the reference
+# ---------------------------------------------------------------------------
+
+
+def _random_case(seed, n_nodes, n_ticks):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.5, 20.0, size=n_nodes)
+    a = rng.poisson(base, size=(n_ticks, n_nodes)).astype(np.float32)
+    for _ in range(rng.integers(1, 4)):
+        t = int(rng.integers(n_ticks // 3, n_ticks))
+        nodes = rng.choice(n_nodes, size=min(n_nodes, int(rng.integers(1, 6))), replace=False)
+        a[t : t + int(rng.integers(1, 4)), nodes] *= rng.uniform(2.0, 8.0)
+        a[t : t + 1, nodes] += rng.uniform(5, 40)
+    if rng.random() < 0.3:
+        a[rng.integers(0, n_ticks), rng.integers(0, n_nodes)] = np.nan
+    groups = rng.integers(0, 3, size=n_nodes) if rng.random() < 0.5 else None
+    p = sample(rng, n_nodes=n_nodes if rng.random() < 0.5 else 0,
+               base=MeterParams(var_floor=float(rng.uniform(0.1, 2.0)), poisson_floor=float(rng.choice([0.0, 1.0]))))
+    p = p.replace(score_threshold=float(rng.uniform(4.0, 12.0)), min_hot_nodes=float(rng.integers(1, 4)))
+    return a, groups, p
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), n_nodes=st.integers(1, 12), n_ticks=st.integers(15, 90))
+def test_cython_matches_reference(seed, n_nodes, n_ticks):
+    a, groups, p = _random_case(seed, n_nodes, n_ticks)
+    ref = reference_evaluate(a, groups, p)
+    core, tr = run_steps(a, groups, p)
+    assert tr["alarms"] == ref.alarms
+    assert evaluate_activity(a, groups, p).tolist() == ref.alarms
+    np.testing.assert_array_equal(tr["hot"], ref.hot)
+    np.testing.assert_array_equal(tr["states"], ref.states)
+    np.testing.assert_allclose(tr["scores"], ref.scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tr["count"], ref.weighted_count, rtol=1e-12)
+    np.testing.assert_allclose(tr["conf"], ref.confidence, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(core.array("mean"), ref.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(core.array("var"), ref.var, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(core.array("count"), ref.count)
+
+
+def test_score_series_matches_reference():
+    rng = np.random.default_rng(11)
+    x = (rng.normal(50, 3, 400) + np.r_[np.zeros(300), np.full(100, 25.0)]).astype(np.float32)
+    x[10] = np.nan
+    p = MeterParams(min_samples=20, var_floor=1e-3, poisson_floor=0.0)
+    s = score_series(x, p)
+    assert s.dtype == np.float32 and s.shape == x.shape
+    np.testing.assert_allclose(s, reference_score_series(x, p), rtol=1e-5, atol=1e-5)
+    assert np.all(s[:20] == 0) and s[300] > 20
+    assert score_series(np.zeros(0, np.float32), p).shape == (0,)
+
+
+# ---------------------------------------------------------------------------
+# Streaming stage
+# ---------------------------------------------------------------------------
+
+STREAM_PARAMS = MeterParams(tick_ns=1_000_000, min_samples=8, score_threshold=12.0, min_hot_nodes=3,
+                            window_ticks=6)
+
+
+@pytest.mark.parametrize("n_nodes, burst", [(6, (1, 3, 4)), (247, (5, 17, 80, 200))])
+def test_stream_equals_matrix(n_nodes, burst):
+    s = synthetic_stream(60_000, n_stations=n_nodes, burst_nodes=burst, burst_start=0.7, burst_factor=6.0, seed=5)
+    m = Meter(STREAM_PARAMS)
+    convs = [c for b in batches(s, 1000) for c in m.process(Frame(b)).convergences]
+    a, t0 = activity_of(s, STREAM_PARAMS.tick_ns, n_nodes)
+    alarms = evaluate_activity(a, None, STREAM_PARAMS)
+    assert len(alarms) >= 1
+    assert [c.tick - t0 for c in convs] == alarms.tolist()
+    assert reference_evaluate(a, None, STREAM_PARAMS).alarms == alarms.tolist()
+    assert any(len(set(burst) & set(c.nodes)) >= 3 for c in convs)  # the burst is caught
+    assert m.ticks_closed == a.shape[0]
+
+
+def test_hundred_thousand_nodes():
+    n = 100_000
+    rng = np.random.default_rng(9)
+    n_ticks, per_tick = 24, 20_000
+    ts = np.sort(rng.integers(0, n_ticks * 1000, size=n_ticks * per_tick))
+    node = rng.integers(0, n, size=ts.shape[0])
+    burst = np.array([7, 31_337, 77_777, 99_999])
+    late = ts >= 20 * 1000
+    node[np.flatnonzero(late)[: 4 * 40]] = np.repeat(burst, 40)
+    s = make_events(ts=ts, node=node)
+    p = MeterParams(tick_ns=1000, min_samples=5, min_hot_nodes=4, window_ticks=3, score_threshold=16.0)
+    m = Meter(p)
+    convs = [c for b in batches(s, 4096) for c in m.process(Frame(b)).convergences]
+    assert m.baseline[0].shape == (n,)
+    a, t0 = activity_of(s, p.tick_ns, n)
+    assert [c.tick - t0 for c in convs] == evaluate_activity(a, None, p).tolist() == [20]
+    assert set(burst.tolist()) <= set(convs[0].nodes)  # plus any background node hot by chance
+
+
+def test_nodes_appearing_late_match_the_matrix():
+    rng = np.random.default_rng(2)
+    a = rng.poisson(3.0, size=(50, 10)).astype(np.float32)
+    a[:25, 6:] = 0.0  # nodes 6.. silent at first
+    a[40, [1, 2, 7, 8]] += 40.0
+    ts, node, value = [], [], []
+    for t, row in enumerate(a):
+        for i in np.flatnonzero(row):
+            ts.append(t * 10 + 1)
+            node.append(i)
+            value.append(row[i])
+    ts.append(50 * 10)
+    node.append(0)
+    value.append(0.0)
+    s = make_events(ts=ts, node=node, value=value)
+    p = MeterParams(tick_ns=10, min_samples=5, min_hot_nodes=4, convergence_threshold=0.6)
+    m = Meter(p)
+    convs = m.process(Frame(s)).convergences
+    # 30: the late nodes' first events are surprising (they were silent since tick 0).
+    assert [c.tick for c in convs] == evaluate_activity(a, None, p).tolist() == [30, 40]
+    assert reference_evaluate(a, None, p).alarms == [30, 40]
+
+
+def test_convergence_record_fields():
+    p = MeterParams(tick_ns=100, min_samples=5, min_hot_nodes=3, window_ticks=4, convergence_threshold=0.6)
+    quiet = make_events(ts=np.repeat(np.arange(30) * 100, 5), node=np.tile(np.arange(5), 30), value=2.0)
+    burst = make_events(ts=np.full(40, 3_050), node=np.r_[np.full(10, 0), np.full(12, 2), np.full(18, 4)])
+    hb = make_events(ts=[3_150], kind=KIND_HEARTBEAT)  # closes tick 30 without activity
+    matches = np.zeros(3, dtype=MATCH_DTYPE)
+    matches["ts"] = [3_060, 3_070, 1_000]  # the third is outside the window
+    matches["node"] = [2, 4, 2]
+    m = Meter(p, groups=[0, 1, 1, 0, 1])
+    out = m.process(Frame(np.concatenate([quiet, burst, hb]), matches=matches))
+    (c,) = out.convergences
+    assert c.tick == 30 and c.ts == 3_100 and c.window_start_ts == 2_700
+    assert c.nodes == (4, 2, 0)  # 18, 12, 10 events above a baseline of 2
+    assert c.groups == (1, 1, 0) and c.directions == (1, 1, 1)
+    assert c.first_hot_ts == (3_100,) * 3
+    assert c.scores[0] > c.scores[1] > c.scores[2] >= p.score_threshold
+    assert c.weighted_count == 3.0
+    # Confidence: largest (group, direction) cluster {2, 4} of weight 2 / 3.
+    assert c.confidence == pytest.approx(2 / 3)
+    assert c.pattern_matches == 2
+    # Events on nodes 0, 2, 4 in ticks 27..30: 3 quiet ticks x 3 nodes x 1 + 40.
+    assert c.event_count == 9 + 40
+    assert m.late_events == 0 and m.open_tick == 31
+
+
+def test_control_events_move_time_and_late_events_are_counted():
+    p = MeterParams(tick_ns=10)
+    m = Meter(p)
+    m.process(Frame(make_events(ts=[0, 5, 35], node=[1, 1, 0], kind=[0, 0, KIND_HEARTBEAT])))
+    assert m.ticks_closed == 3 and m.open_tick == 3
+    assert m.baseline[2].tolist() == [3, 3]  # node 0 only saw the heartbeat
+    m.process(Frame(make_events(ts=[12], node=[1])))
+    assert m.late_events == 1 and m.ticks_closed == 3
+
+
+def test_huge_time_gap_is_bounded():
+    m = Meter(MeterParams(tick_ns=1), max_gap_ticks=100)
+    m.process(Frame(make_events(ts=[0, 10**15], node=[0, 0])))
+    assert m.ticks_closed == 101 and m.skipped_ticks == 10**15 - 101
+    assert m.open_tick == 10**15
+
+
+def test_conformance():
+    checks.check_stage(Meter(MeterParams(min_samples=5, score_threshold=8.0)))
+    checks.check_stage(Meter(groups=np.arange(12) % 3))
+
+
+def test_pickle_mid_stream_with_pending_records():
+    p = MeterParams(min_samples=5, min_hot_nodes=3)
+    a = np.full((30, 4), 4.0, np.float32)
+    a[20, :3] = 60.0
+    core = _meter.MeterCore(p.compile(), None, 4)
+    for row in a[:21]:
+        core.step(row)
+    twin = pickle.loads(pickle.dumps(core))
+    assert [f[0] for f in twin.take_fired()] == [20]
+    assert [f[0] for f in core.take_fired()] == [20]
+    for row in a[21:]:
+        core.step(row)
+        twin.step(row)
+    np.testing.assert_array_equal(core.array("mean"), twin.array("mean"))
+    np.testing.assert_array_equal(core.array("state"), twin.array("state"))
+
+
+def test_bad_input_is_rejected():
+    m = Meter(max_nodes=1000)
+    with pytest.raises(ValueError, match="max_nodes"):
+        m.process(Frame(make_events(ts=[0, 1], node=[3, 5000])))
+    assert m.open_tick is None and m.baseline[0].shape == (0,)  # nothing applied
+    with pytest.raises(TypeError, match="matches"):
+        m.process(Frame(empty(2), matches=np.zeros(2)))
+    with pytest.raises(TypeError):
+        m.process(Frame(np.zeros(4, np.float32)))
+    with pytest.raises(ValueError, match="2-d"):
+        evaluate_activity(np.zeros(5, np.float32))
+    with pytest.raises(ValueError, match="groups"):
+        evaluate_activity(np.zeros((5, 3), np.float32), [0, 1])
+    with pytest.raises(ValueError, match="groups"):
+        evaluate_activity(np.zeros((5, 2), np.float32), [0, -1])
+    with pytest.raises(TypeError, match="params"):
+        Meter(params=3.5)
+    with pytest.raises(TypeError, match="n_nodes"):
+        Meter(n_nodes=2.0)
+    with pytest.raises(ValueError, match="1-d"):
+        score_series(np.zeros((2, 2)))
+
+
+def test_evaluate_activity_accepts_compiled_and_other_dtypes():
+    a = np.full((30, 4), 4.0)
+    a[20, :3] = 60.0
+    p = MeterParams(min_samples=5)
+    assert evaluate_activity(a, None, p.compile()).tolist() == evaluate_activity(a.astype(np.float32), None, p).tolist() == [20]
+    assert evaluate_activity(np.zeros((0, 3), np.float32), None, p).size == 0
+    assert evaluate_activity(np.zeros((5, 0), np.float32), None, p).size == 0
+
+
+def test_doctests():
+    res = doctest.testmod(meter_mod, optionflags=doctest.ELLIPSIS)
+    assert res.failed == 0 and res.attempted >= 8
