@@ -584,7 +584,7 @@ class Executor:
             futs = [self._client.submit(fn, *a, pure=False) for a in arg_tuples]
             index = {f.key: i for i, f in enumerate(futs)}
             try:
-                for f in as_completed(futs):
+                for f in as_completed(futs, loop=self._client.loop):
                     yield index[f.key], f.result()
             finally:
                 self._client.cancel(futs)
@@ -869,13 +869,17 @@ def monte_carlo(
         # Phase 2: validate the top-K on held-out seeds, one task per seed.
         t1 = time.perf_counter()
         top = [r["run_id"] for r in sorted(rows, key=_rank_key)[:top_k]]
-        totals = {i: None for i in top}
+        parts: list = [None] * spec.val_seeds
         with progress_bar(progress, spec.val_seeds, "Validating top candidates", unit="shards") as adv2:
-            for _, part in ex.submit_all(_validate_shard, [(spec, s, top) for s in range(spec.val_seeds)]):
-                for i, d in part.items():
-                    c = Counts.from_dict(d)
-                    totals[i] = c if totals[i] is None else totals[i].add(c)
+            for k, part in ex.submit_all(_validate_shard, [(spec, s, top) for s in range(spec.val_seeds)]):
+                parts[k] = part
                 adv2(1)
+        # Merge in shard order, not completion order: float sums and delay
+        # lists then come out the same however the shards were scheduled.
+        totals = {i: Counts() for i in top}
+        for part in parts:
+            for i in top:
+                totals[i].add(Counts.from_dict(part[i]))
     validate_s = time.perf_counter() - t1
     by_id = {r["run_id"]: r for r in rows}
     validation = []
@@ -999,6 +1003,8 @@ def run(args) -> int:
         print(f"hft-monte-carlo: {msg}", file=sys.stderr)
 
     try:
+        if not str(args.out).strip():
+            raise ValueError("--out must name a directory")
         cores = resolve_cores(args.cores, args.parallel, say)
         progress = not args.json and sys.stderr.isatty()
         res = monte_carlo(

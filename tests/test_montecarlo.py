@@ -1,0 +1,281 @@
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ctas7.sim import montecarlo as mc
+from ctas7.sim.montecarlo import Case, Counts, evaluate_cases, select_best
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A small search: 3 scenarios, 2 null runs per point, top 3 on 2 held-out seeds.
+SMALL = ["--scenarios", "3", "--search-null-runs", "2", "--top-k", "3", "--val-seeds", "2",
+         "--val-null-per-scenario", "2", "--seed", "5"]
+
+
+def _same(a, b):
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # NaN-safe
+
+
+def _parser():
+    p = argparse.ArgumentParser()
+    mc.add_arguments(p)
+    return p
+
+
+def _run(argv):
+    return mc.run(_parser().parse_args(argv))
+
+
+# ---------------------------------------------------------------------------
+# Pure pieces: seeds, counting, selection, CSV
+# ---------------------------------------------------------------------------
+
+def test_run_parameters_depend_only_on_seed_and_run_id():
+    a = mc.sample_params(3, 17)
+    assert a == mc.sample_params(3, 17)
+    assert a != mc.sample_params(3, 18)
+    assert a != mc.sample_params(4, 17)
+    # Drawing other runs first changes nothing (no shared generator).
+    [mc.sample_params(3, i) for i in range(5)]
+    assert mc.sample_params(3, 17) == a
+
+
+def test_seed_streams_are_disjoint():
+    seeds = {mc.derive_seed(1, p, k) for p in range(6) for k in range(50)}
+    assert len(seeds) == 300
+
+
+def _case(windows, n_ticks=100, tick_ns=60_000_000_000):
+    return Case("fake", np.zeros((n_ticks, 4), np.float32), np.zeros(4, np.int32),
+                np.asarray(windows, np.int64).reshape(-1, 2), tick_ns)
+
+
+def test_evaluate_cases_counts_detections_delays_and_spurious_alarms():
+    alarms = {
+        0: np.array([5, 52, 90]),  # detects [50, 60] at 52; 5 and 90 are spurious
+        1: np.array([], np.int64),  # misses [20, 30]
+        2: np.array([21]),  # one alarm inside two overlapping windows
+        3: np.array([], np.int64),  # null, quiet
+        4: np.array([7, 8]),  # null, two alarms
+    }
+    cases = [_case([(50, 60)]), _case([(20, 30)]), _case([(20, 30), (15, 25)]), _case([]), _case([])]
+    for i, c in enumerate(cases):
+        c.activity[0, 0] = i  # tag, read back by the fake evaluator
+
+    def fake(activity, groups, params):
+        return alarms[int(activity[0, 0])]
+
+    c = evaluate_cases(cases[:3], cases[3:], params=None, evaluate=fake)
+    assert (c.incidents, c.detected, c.incident_runs) == (4, 3, 3)
+    assert (c.spurious_runs, c.spurious_alarms) == (1, 2)
+    assert (c.null_runs, c.null_alarm_runs, c.null_alarms) == (2, 1, 2)
+    assert c.delays_s == [2 * 60.0, 1 * 60.0, 6 * 60.0]
+    assert c.null_node_hours == pytest.approx(2 * 4 * 100 * 60 / 3600)
+
+
+def test_counts_merge_and_round_trip():
+    a = Counts(incidents=3, detected=2, null_runs=4, null_alarm_runs=1, delays_s=[1.0, 2.0])
+    b = Counts(incidents=1, detected=1, null_runs=2, null_alarm_runs=0, delays_s=[5.0])
+    a.add(b)
+    assert (a.incidents, a.detected, a.null_runs, a.delays_s) == (4, 3, 6, [1.0, 2.0, 5.0])
+    assert Counts.from_dict(json.loads(json.dumps(a.to_dict()))) == a
+
+
+def _v(run_id, det_lo, fa_hi):
+    return {"run_id": run_id, "detection_lo": det_lo, "false_alarm_hi": fa_hi}
+
+
+def test_select_best_prefers_detection_under_the_false_alarm_cap():
+    rows = [_v(1, 0.99, 0.20), _v(2, 0.90, 0.04), _v(3, 0.93, 0.05), _v(4, 0.50, 0.01)]
+    best, ok = select_best(rows)
+    assert ok and best["run_id"] == 3
+    best, ok = select_best([_v(1, 0.99, 0.20), _v(2, 0.40, 0.08), _v(3, 0.90, 0.08)])
+    assert not ok and best["run_id"] == 3  # lowest FA bound, then detection
+    assert select_best([]) == (None, False)
+
+
+def test_read_results_drops_a_torn_last_line(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("run_id,score\n0,0.5\n1,0.25\n2,0.")
+    cols, rows = mc.read_results(p)
+    assert cols == ["run_id", "score"] and [r["run_id"] for r in rows] == [0, 1]
+    p.write_text("run_id,score\n0,0.5\n1\n")
+    assert [r["run_id"] for r in mc.read_results(p)[1]] == [0]
+
+
+def test_parse_bool_and_parallel_forms():
+    p = _parser()
+    assert p.parse_args(["--parallel", "true"]).parallel is True
+    assert p.parse_args(["--parallel", "false"]).parallel is False
+    assert p.parse_args(["--parallel"]).parallel is True
+    assert p.parse_args([]).parallel is True
+    with pytest.raises(SystemExit):
+        p.parse_args(["--parallel", "perhaps"])
+
+
+def test_cores_capped_with_one_line():
+    lines = []
+    n = mc.resolve_cores(10_000, True, lines.append)
+    assert n == os.cpu_count() and len(lines) == 1
+    assert "10000" in lines[0] and str(os.cpu_count()) in lines[0]
+    lines.clear()
+    assert mc.resolve_cores(1, True, lines.append) == 1 and lines == []
+    assert mc.resolve_cores(64, False, lines.append) == 1 and lines == []
+    with pytest.raises(ValueError):
+        mc.resolve_cores(0)
+
+
+# ---------------------------------------------------------------------------
+# Whole searches on real scenarios
+# ---------------------------------------------------------------------------
+
+def test_original_command_line_parses():
+    args = _parser().parse_args(["--runs", "10000", "--scenarios", "41", "--parallel", "true", "--cores", "64"])
+    assert (args.runs, args.scenarios, args.parallel, args.cores) == (10000, "41", True, 64)
+
+
+def test_cli_caps_cores_with_one_line_and_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "mc"
+    rc = _run(["--runs", "4", "--cores", "4096", "--parallel", "true", "--out", str(out), "--json", *SMALL])
+    cap = capsys.readouterr()
+    assert rc == 0
+    capped = [ln for ln in cap.err.splitlines() if "4096" in ln]
+    assert len(capped) == 1 and str(os.cpu_count()) in capped[0]
+    summary = json.loads(cap.out)
+    assert summary["complete"] and summary["runs"] == 4 and len(summary["scenarios"]) == 3
+    assert isinstance(summary["targets_met"], bool)
+    assert ("NO sampled point" in summary["verdict"]) == (not summary["targets_met"])
+    assert summary["held_out"] == {"incident_runs": 6, "null_runs": 6}
+    # Outputs parse: the table, validation, summary and the best parameters.
+    cols, rows = mc.read_results(out / mc.RESULTS_FILE)
+    assert [r["run_id"] for r in rows] == [0, 1, 2, 3]
+    assert "score" in cols and "p_score_threshold" in cols
+    assert len(mc.read_results(out / mc.VALIDATION_FILE)[1]) == 3
+    assert json.loads((out / mc.SUMMARY_FILE).read_text())["best"]["run_id"] == summary["best"]["run_id"]
+    from ctas7.stages.meter import MeterParams
+
+    best = MeterParams.from_file(out / mc.BEST_FILE)
+    assert best == mc.sample_params(5, summary["best"]["run_id"])
+
+
+def test_rich_summary(tmp_path, capsys):
+    rc = _run(["--runs", "2", "--parallel", "false", "--out", str(tmp_path / "o"), *SMALL])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Held-out validation" in out and ("targets met" in out or "NO sampled point" in out)
+
+
+def test_deterministic_and_independent_of_scheduling(tmp_path):
+    kw = dict(scenarios=3, seed=5, search_null_runs=2, top_k=3, val_seeds=2, val_null_per_scenario=2)
+    a = mc.monte_carlo(6, cores=1, out=tmp_path / "a", chunk_size=6, **kw)
+    b = mc.monte_carlo(6, cores=2, out=tmp_path / "b", chunk_size=1, **kw)
+    ta = (tmp_path / "a" / mc.RESULTS_FILE).read_text()
+    assert ta == (tmp_path / "b" / mc.RESULTS_FILE).read_text()
+    assert _same(a.validation, b.validation) and _same(a.best, b.best)
+    c = mc.monte_carlo(6, cores=1, out=tmp_path / "c", **{**kw, "seed": 6})
+    assert (tmp_path / "c" / mc.RESULTS_FILE).read_text() != ta
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    kw = dict(scenarios=3, seed=5, search_null_runs=2, top_k=3, val_seeds=2, val_null_per_scenario=2, cores=1)
+    full = mc.monte_carlo(8, out=tmp_path / "full", chunk_size=2, **kw)
+    part = mc.monte_carlo(8, out=tmp_path / "part", chunk_size=2, stop_after_chunks=2, **kw)
+    assert not part.complete and len(part.rows) == 4
+    assert len(mc.read_results(tmp_path / "part" / mc.RESULTS_FILE)[1]) == 4
+    # A torn write at the moment of the interruption is tolerated.
+    with open(tmp_path / "part" / mc.RESULTS_FILE, "a") as fh:
+        fh.write("9,0.1,")
+    notes = []
+    res = mc.monte_carlo(8, out=tmp_path / "part", chunk_size=2, resume=True, say=notes.append, **kw)
+    assert res.complete and res.summary["runs_resumed"] == 4
+    assert any("resuming: 4 runs" in n for n in notes)
+    assert (tmp_path / "part" / mc.RESULTS_FILE).read_text() == (tmp_path / "full" / mc.RESULTS_FILE).read_text()
+    assert _same(res.validation, full.validation) and _same(res.best, full.best)
+    assert (tmp_path / "part" / mc.BEST_FILE).read_text() == (tmp_path / "full" / mc.BEST_FILE).read_text()
+
+
+def test_resume_rejects_a_different_search(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert _run(["--runs", "2", "--parallel", "false", "--out", str(out), "--stop-after-chunks", "1",
+                 "--chunk-size", "1", *SMALL]) == 3
+    capsys.readouterr()
+    rc = _run(["--runs", "2", "--parallel", "false", "--out", str(out), "--resume", *SMALL[:-2], "--seed", "6"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "seed" in err and "Traceback" not in err
+
+
+def test_resume_without_out_is_an_error(capsys):
+    with pytest.raises(ValueError, match="--resume needs --out"):
+        mc.monte_carlo(2, scenarios=1, resume=True, out=None)
+    assert _run(["--runs", "2", "--out", "", *SMALL]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_to_the_same_table(tmp_path):
+    argv = [sys.executable, "-c", "import sys; from ctas7.sim import montecarlo as m; import argparse; "
+            "p = argparse.ArgumentParser(); m.add_arguments(p); sys.exit(m.run(p.parse_args(sys.argv[1:])))",
+            "--runs", "60", "--chunk-size", "3", "--parallel", "false", "--json", *SMALL]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([*argv, "--out", str(tmp_path / "k")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    res = tmp_path / "k" / mc.RESULTS_FILE
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if res.exists() and len(mc.read_results(res)[1]) >= 6:
+            break
+        assert proc.poll() is None, "the search ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_done = len(mc.read_results(res)[1])
+    assert 6 <= n_done < 60
+    assert subprocess.run([*argv, "--out", str(tmp_path / "k"), "--resume"], cwd=ROOT, env=env,
+                          capture_output=True).returncode == 0
+    assert subprocess.run([*argv, "--out", str(tmp_path / "u")], cwd=ROOT, env=env,
+                          capture_output=True).returncode == 0
+    assert res.read_text() == (tmp_path / "u" / mc.RESULTS_FILE).read_text()
+    assert json.loads((tmp_path / "k" / mc.SUMMARY_FILE).read_text())["runs_resumed"] == n_done
+
+
+# ---------------------------------------------------------------------------
+# Dask
+# ---------------------------------------------------------------------------
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_unreachable_scheduler_fails_fast_and_clearly(tmp_path, capsys):
+    addr = f"tcp://127.0.0.1:{_free_port()}"
+    t = time.monotonic()
+    rc = _run(["--runs", "2", "--scheduler", addr, "--connect-timeout", "2", "--out", str(tmp_path / "o"), *SMALL])
+    elapsed = time.monotonic() - t
+    err = capsys.readouterr().err
+    assert rc == 2 and elapsed < 8
+    assert addr in err and "cannot reach Dask scheduler" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_local_run(tmp_path):
+    from distributed import LocalCluster
+
+    kw = dict(scenarios=3, seed=5, search_null_runs=2, top_k=3, val_seeds=2, val_null_per_scenario=2)
+    local = mc.monte_carlo(6, cores=1, out=tmp_path / "local", **kw)
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
+        res = mc.monte_carlo(6, scheduler=cluster.scheduler_address, out=tmp_path / "dask", chunk_size=2, **kw)
+    assert res.summary["executor"] == "dask"
+    assert (tmp_path / "dask" / mc.RESULTS_FILE).read_text() == (tmp_path / "local" / mc.RESULTS_FILE).read_text()
+    assert _same(res.validation, local.validation) and _same(res.best, local.best)
