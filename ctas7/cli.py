@@ -14,7 +14,8 @@ __all__ = ["main", "build_parser"]
 
 # name -> (module, help). Each module provides add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("ctas7.demo", "a short demo: events through a shared-memory ring and the SIMD kernels"),
+    "demo": ("ctas7.demo", "a short demo: events through a shared-memory channel and the default chain"),
+    "replay": ("ctas7.replay", "run the default chain over a recorded event stream"),
 }
 
 
