@@ -1,0 +1,130 @@
+"""Convergence meter: streaming update + convergence check, evaluate_activity,
+and scaling with the number of nodes. Peers: the pure numpy/Python reference
+meter (``reference_evaluate``) on the same data."""
+
+import numpy as np
+
+from ctas7.sim.synthetic import batches, synthetic_stream
+from ctas7.stage import Frame
+from ctas7.stages.meter import Meter, MeterParams, evaluate_activity, reference_evaluate
+
+from .common import rng
+
+BATCH = 1024
+TIMED_BATCHES = 64
+# Strict enough that the Poisson background of a 247-node stream does not
+# converge: the timing is the steady-state update + check, not record building.
+STREAM_PARAMS = MeterParams(tick_ns=1_000_000, score_threshold=16.0, min_hot_nodes=4, min_samples=10)
+
+
+def _stream(n_nodes):
+    n_events = max(200 * 1024, 30 * 4 * n_nodes)
+    return synthetic_stream(n_events, n_stations=min(n_nodes, 65_535), n_nodes=n_nodes, seed=int(rng(n_nodes).integers(1 << 30)))
+
+
+def _activity(stream, tick_ns, n_nodes):
+    t = stream["ts"] // tick_ns
+    t = t - t.min()
+    a = np.zeros((int(t.max()) + 1, n_nodes), dtype=np.float32)
+    np.add.at(a, (t, stream["node"].astype(np.int64)), stream["value"])
+    return a
+
+
+class MeterStream:
+    """Per 1,024-event batch: scatter-add, tick closes, states, convergence.
+
+    Each sample processes TIMED_BATCHES consecutive batches on a meter warmed
+    on the batches before them; divide by TIMED_BATCHES for per-batch time.
+    """
+
+    params = [6, 247, 100_000]
+    param_names = ["n_nodes"]
+    number = 1
+    repeat = (5, 20, 30.0)
+
+    def setup_cache(self):
+        out = {}
+        for n in self.params:
+            s = _stream(n)
+            frames = list(batches(s, BATCH))
+            out[n] = (frames, TIMED_BATCHES)
+        return out
+
+    def setup(self, cache, n_nodes):
+        frames, k = cache[n_nodes]
+        warm, self.timed = frames[:-k], frames[-k:]
+        self.meter = Meter(STREAM_PARAMS, n_nodes=n_nodes)
+        for b in warm:
+            self.meter.process(Frame(b))
+        self.frames = [Frame(b) for b in self.timed]
+        if n_nodes <= 247:
+            self.ref_activity = _activity(np.concatenate(self.timed), STREAM_PARAMS.tick_ns, n_nodes)
+
+    def time_update_64_batches(self, cache, n_nodes):
+        for f in self.frames:
+            self.meter.process(f)
+
+    def time_reference_64_batches(self, cache, n_nodes):
+        if n_nodes > 247:
+            raise NotImplementedError("the Python reference is too slow at this size")
+        for b in self.timed:
+            a = np.zeros(n_nodes, np.float32)
+            np.add.at(a, b["node"].astype(np.int64), b["value"])
+        reference_evaluate(self.ref_activity, None, STREAM_PARAMS)
+
+    def peakmem_update(self, cache, n_nodes):
+        for f in self.frames:
+            self.meter.process(f)
+
+
+class EvaluateActivity:
+    """One Monte Carlo call: a ticks x nodes activity matrix -> alarm ticks."""
+
+    params = [(24, 500), (40, 600), (10, 200)]
+    param_names = ["nodes_ticks"]
+
+    def setup(self, shape):
+        n, t = shape
+        r = rng(n * 1000 + t)
+        self.a = r.poisson(r.uniform(1, 20, size=n), size=(t, n)).astype(np.float32)
+        self.a[t // 2, : n // 3] += 50.0
+        self.groups = np.arange(n) % 5
+        self.params_ = MeterParams(min_samples=10)
+        self.config = self.params_.compile()
+
+    def time_evaluate(self, shape):
+        evaluate_activity(self.a, self.groups, self.config)
+
+    def time_evaluate_from_params(self, shape):
+        evaluate_activity(self.a, self.groups, self.params_)
+
+    def time_reference(self, shape):
+        reference_evaluate(self.a, self.groups, self.params_)
+
+
+class EvaluateScaling:
+    """evaluate_activity cost per tick as the node count grows."""
+
+    params = [6, 247, 100_000]
+    param_names = ["n_nodes"]
+
+    def setup(self, n_nodes):
+        r = rng(n_nodes)
+        ticks = 200 if n_nodes < 10_000 else 20
+        self.a = r.poisson(3.0, size=(ticks, n_nodes)).astype(np.float32)
+        self.config = MeterParams(min_samples=10).compile()
+
+    def time_evaluate(self, n_nodes):
+        evaluate_activity(self.a, None, self.config)
+
+    def track_ns_per_node_tick(self, n_nodes):
+        import time
+
+        runs = []
+        for _ in range(7):
+            t0 = time.perf_counter_ns()
+            evaluate_activity(self.a, None, self.config)
+            runs.append(time.perf_counter_ns() - t0)
+        return float(np.median(runs)) / self.a.size
+
+    track_ns_per_node_tick.unit = "ns"
