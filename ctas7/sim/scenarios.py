@@ -1175,7 +1175,7 @@ def write_events(path, events) -> Path:
     --------
     >>> import tempfile, os
     >>> from ctas7.events import make_events
-    >>> ev = make_events(ts=[1, 2], node=[3, 4], kind=5, value=[0.1, 2.0], sch=[7, 2**64 - 1])
+    >>> ev = make_events(ts=[1, 2], node=[3, 4], kind=5, value=[0.1, 2.0], sch=np.array([7, 2**64 - 1], np.uint64))
     >>> d = tempfile.mkdtemp()
     >>> p = write_events(os.path.join(d, "ev.csv"), ev)
     >>> p.read_text().splitlines()[:2]
