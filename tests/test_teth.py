@@ -614,16 +614,16 @@ def test_beacon_detected_once_with_period():
 def test_irregular_arrivals_are_not_beacons():
     rng = np.random.default_rng(1)
     ts = np.cumsum(rng.exponential(1e9, 200)).astype(np.int64)
-    b, _ = reference_beacons(make_events(ts=ts, sch=5), max_cv=0.3)
+    b, _, _ = reference_beacons(make_events(ts=ts, sch=5), max_cv=0.3)
     assert len(b) == 0
 
 
 def test_beacon_refires_after_breaking():
     ts = [0, 100, 200, 300, 400, 5_000, 5_100, 5_200]
-    b, _ = reference_beacons(make_events(ts=ts, sch=9), min_count=4, max_cv=0.1, min_gap_ns=1)
+    b, _, _ = reference_beacons(make_events(ts=ts, sch=9), min_count=4, max_cv=0.1, min_gap_ns=1)
     assert b["ts"].tolist() == [300]
     big = list(range(0, 100 * 60, 100)) + [20_000]
-    b, _ = reference_beacons(make_events(ts=big, sch=9), min_count=4, max_cv=2.0, min_gap_ns=1)
+    b, _, _ = reference_beacons(make_events(ts=big, sch=9), min_count=4, max_cv=2.0, min_gap_ns=1)
     assert b["ts"].tolist() == [300]
 
 
@@ -640,7 +640,7 @@ def test_beacon_kernel_matches_reference(seed, cap, n, n_sch, cuts):
     kind = np.where(rng.random(n) < 0.05, KIND_HEARTBEAT, C2)
     ev = make_events(ts=ts, sch=sch, node=s, kind=kind)
     kw = dict(capacity=cap, min_count=3, max_cv=0.6, min_gap_ns=3, probes=4)
-    want, want_slots = reference_beacons(ev, **kw)
+    want, want_slots, want_door = reference_beacons(ev, **kw)
     table = BeaconTable(cap, 3, 0.6, 3, 4)
     out = np.empty(max(n, 1), BEACON_DTYPE)
     got = []
@@ -657,6 +657,7 @@ def test_beacon_kernel_matches_reference(seed, cap, n, n_sch, cuts):
     for f in ("key", "last_ts", "count", "flagged"):
         np.testing.assert_array_equal(slots[f], want_slots[f])
     np.testing.assert_allclose(slots["mean"], want_slots["mean"], rtol=1e-12)
+    np.testing.assert_array_equal(table.door, want_door)
 
 
 def test_beacon_table_validation():

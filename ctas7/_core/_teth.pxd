@@ -34,6 +34,11 @@ cdef packed struct ctas7_beacon_slot_t:
     uint32_t count
     uint32_t flagged
 
+# First arrival of an sch not (yet) in the table.
+cdef packed struct ctas7_door_t:
+    uint64_t key
+    int64_t ts
+
 # Mirrors ctas7.stages.teth.BEACON_DTYPE (40 bytes).
 cdef packed struct ctas7_beacon_t:
     int64_t ts
@@ -65,7 +70,7 @@ cdef Py_ssize_t ctas7_teth_match(
 
 cdef Py_ssize_t ctas7_teth_beacons(
     const ctas7_event_t *events, Py_ssize_t n,
-    ctas7_beacon_slot_t *slots, uint64_t mask, int probes,
+    ctas7_beacon_slot_t *slots, ctas7_door_t *door, uint64_t mask, int probes,
     uint32_t min_count, double max_cv, int64_t min_gap_ns,
     ctas7_beacon_t *out,
 ) noexcept nogil
@@ -92,4 +97,6 @@ cdef class BeaconTable:
     cdef readonly int probes
     cdef readonly Py_ssize_t capacity
     cdef object _slots
+    cdef object _door
     cdef ctas7_beacon_slot_t *slots_ptr
+    cdef ctas7_door_t *door_ptr

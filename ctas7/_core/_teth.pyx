@@ -10,7 +10,7 @@ from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-__all__ = ["PatternBank", "BeaconTable", "KEY_STATE_DTYPE", "SLOT_DTYPE", "KIND_CONTROL_BASE"]
+__all__ = ["PatternBank", "BeaconTable", "KEY_STATE_DTYPE", "SLOT_DTYPE", "DOOR_DTYPE", "KIND_CONTROL_BASE"]
 
 cdef enum:
     _CONTROL_BASE = 0xFF00
@@ -19,6 +19,7 @@ cdef enum:
 KIND_CONTROL_BASE = _CONTROL_BASE
 
 KEY_STATE_DTYPE = np.dtype([("t0", "<i8"), ("state", "<i4"), ("pad", "<i4")])
+DOOR_DTYPE = np.dtype([("key", "<u8"), ("ts", "<i8")])
 SLOT_DTYPE = np.dtype(
     [("key", "<u8"), ("last_ts", "<i8"), ("mean", "<f8"), ("m2", "<f8"), ("count", "<u4"), ("flagged", "<u4")]
 )
@@ -248,67 +249,89 @@ cdef inline uint64_t _fmix64(uint64_t k) noexcept nogil:
     return k
 
 
+cdef inline void _welford(ctas7_beacon_slot_t *e, int64_t dt) noexcept nogil:
+    cdef uint32_t k = e.count - 1
+    cdef double x = <double>dt
+    cdef double delta = x - e.mean
+    e.mean += delta / k
+    e.m2 += delta * (x - e.mean)
+
+
 cdef Py_ssize_t ctas7_teth_beacons(
     const ctas7_event_t *events, Py_ssize_t n,
-    ctas7_beacon_slot_t *slots, uint64_t mask, int probes,
+    ctas7_beacon_slot_t *slots, ctas7_door_t *door, uint64_t mask, int probes,
     uint32_t min_count, double max_cv, int64_t min_gap_ns,
     ctas7_beacon_t *out,
 ) noexcept nogil:
+    # Most sch values never repeat. A direct-mapped "door" remembers each
+    # sch's first arrival; only a second arrival admits it to the table, so
+    # one-off noise costs one line and never evicts a tracked sch.
     cdef Py_ssize_t i, m = 0
     cdef int j
-    cdef uint64_t key, h, slot, victim
+    cdef uint64_t key, h, slot, victim, d
     cdef ctas7_beacon_slot_t *e
-    cdef int64_t dt
-    cdef double x, delta, var, cv
+    cdef int64_t dt, ts
+    cdef double cv
     cdef uint32_t k
-    cdef bint found, periodic
+    cdef bint periodic
     for i in range(n):
         key = events[i].sch
         if key == 0 or events[i].kind >= _CONTROL_BASE:
             continue
+        ts = events[i].ts
         h = _fmix64(key)
-        found = False
-        victim = h & mask
+        e = NULL
         for j in range(probes):
             slot = (h + <uint64_t>j) & mask
-            e = &slots[slot]
-            if e.key == key:
-                found = True
+            if slots[slot].key == key:
+                e = &slots[slot]
                 break
-            if e.key == 0:
+            if slots[slot].key == 0:
                 break
-            # Evict the weakest evidence: fewest arrivals, then stalest.
-            if (e.count < slots[victim].count
-                    or (e.count == slots[victim].count and e.last_ts < slots[victim].last_ts)):
-                victim = slot
-        else:
+        if e == NULL:
+            d = (h >> 32) & mask
+            if door[d].key != key:
+                door[d].key = key
+                door[d].ts = ts
+                continue
+            dt = ts - door[d].ts
+            if dt < min_gap_ns:
+                continue  # a duplicate report of the first arrival
+            door[d].key = 0
+            # Admit: first empty slot, else evict the weakest evidence
+            # (fewest arrivals, then stalest).
+            victim = h & mask
+            for j in range(probes):
+                slot = (h + <uint64_t>j) & mask
+                if slots[slot].key == 0:
+                    victim = slot
+                    break
+                if (slots[slot].count < slots[victim].count
+                        or (slots[slot].count == slots[victim].count
+                            and slots[slot].last_ts < slots[victim].last_ts)):
+                    victim = slot
             e = &slots[victim]
-        if not found:
             e.key = key
-            e.last_ts = events[i].ts
-            e.mean = 0.0
+            e.last_ts = ts
+            e.count = 2
+            e.mean = <double>dt
             e.m2 = 0.0
-            e.count = 1
             e.flagged = 0
-            continue
-        dt = events[i].ts - e.last_ts
-        if dt < min_gap_ns:
-            continue  # a duplicate report of the same arrival (or out of order)
-        e.last_ts = events[i].ts
-        e.count += 1
+        else:
+            dt = ts - e.last_ts
+            if dt < min_gap_ns:
+                continue  # a duplicate report of the same arrival (or out of order)
+            e.last_ts = ts
+            e.count += 1
+            _welford(e, dt)
         k = e.count - 1
-        x = <double>dt
-        delta = x - e.mean
-        e.mean += delta / k
-        e.m2 += delta * (x - e.mean)
         if e.count < min_count or k < 2:
             continue
-        var = e.m2 / (k - 1)
-        cv = sqrt(var) / e.mean
+        cv = sqrt(e.m2 / (k - 1)) / e.mean
         periodic = cv <= max_cv
         if periodic and not e.flagged:
             e.flagged = 1
-            out[m].ts = events[i].ts
+            out[m].ts = ts
             out[m].sch = key
             out[m].node = events[i].node
             out[m].count = e.count
@@ -320,6 +343,13 @@ cdef Py_ssize_t ctas7_teth_beacons(
     return m
 
 
+def _checked_copy(name, arr, dtype, Py_ssize_t capacity):
+    arr = np.array(arr, copy=True)
+    if arr.dtype != dtype or arr.shape != (capacity,):
+        raise ValueError(f"{name} must be {capacity} records of {dtype}")
+    return arr
+
+
 cdef class BeaconTable:
     """Per-sch running inter-arrival statistics in a bounded hash table.
 
@@ -327,7 +357,7 @@ cdef class BeaconTable:
     """
 
     def __cinit__(self, Py_ssize_t capacity=4096, uint32_t min_count=8, double max_cv=0.1,
-                  int64_t min_gap_ns=1_000_000, int probes=4, slots=None):
+                  int64_t min_gap_ns=1_000_000, int probes=4, slots=None, door=None):
         if capacity < 1 or capacity & (capacity - 1):
             raise ValueError(f"capacity must be a power of two >= 1, got {capacity}")
         if min_count < 3:
@@ -343,20 +373,26 @@ cdef class BeaconTable:
         self.max_cv = max_cv
         self.min_gap_ns = min_gap_ns
         self.probes = min(probes, capacity)
-        if slots is None:
-            self._slots = np.zeros(capacity, dtype=SLOT_DTYPE)
-        else:
-            arr = np.array(slots, copy=True)
-            if arr.dtype != SLOT_DTYPE or arr.shape != (capacity,):
-                raise ValueError(f"slots must be {capacity} records of {SLOT_DTYPE}")
-            self._slots = arr
+        self._slots = np.zeros(capacity, dtype=SLOT_DTYPE)
+        self._door = np.zeros(capacity, dtype=DOOR_DTYPE)
+        if slots is not None:
+            self._slots = _checked_copy("slots", slots, SLOT_DTYPE, capacity)
+        if door is not None:
+            self._door = _checked_copy("door", door, DOOR_DTYPE, capacity)
         cdef ctas7_beacon_slot_t[::1] view = self._slots
+        cdef ctas7_door_t[::1] dview = self._door
         self.slots_ptr = &view[0]
+        self.door_ptr = &dview[0]
 
     @property
     def slots(self):
         """A copy of the table (key, last_ts, mean, m2, count, flagged)."""
         return self._slots.copy()
+
+    @property
+    def door(self):
+        """A copy of the first-arrival door (key, ts)."""
+        return self._door.copy()
 
     def run(self, const ctas7_event_t[::1] events,  # IN
             ctas7_beacon_t[::1] out):  # OUT
@@ -367,14 +403,16 @@ cdef class BeaconTable:
         if n == 0:
             return 0
         with nogil:
-            m = ctas7_teth_beacons(&events[0], n, self.slots_ptr, <uint64_t>(self.capacity - 1), self.probes,
+            m = ctas7_teth_beacons(&events[0], n, self.slots_ptr, self.door_ptr, <uint64_t>(self.capacity - 1),
+                                   self.probes,
                                    self.min_count, self.max_cv, self.min_gap_ns, &out[0])
         return m
 
     def reset(self):
         """Forget every sch."""
         self._slots[:] = 0
+        self._door[:] = 0
 
     def __reduce__(self):
         return (BeaconTable, (self.capacity, self.min_count, self.max_cv, self.min_gap_ns, self.probes,
-                              self._slots.copy()))
+                              self._slots.copy(), self._door.copy()))

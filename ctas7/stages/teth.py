@@ -94,7 +94,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import xxhash
 
-from ctas7._core._teth import BeaconTable, PatternBank, SLOT_DTYPE
+from ctas7._core._teth import DOOR_DTYPE, SLOT_DTYPE, BeaconTable, PatternBank
 from ctas7.events import KIND_CONTROL_BASE, make_events, validate_batch
 from ctas7.records import MATCH_DTYPE
 from ctas7.stage import Frame, Stage
@@ -120,6 +120,7 @@ __all__ = [
     "learn_pattern",
     "BEACON_DTYPE",
     "SLOT_DTYPE",
+    "DOOR_DTYPE",
     "reference_beacons",
     "DEFAULT_PATTERNS",
     "Teth",
@@ -1480,61 +1481,79 @@ def _fmix64(k: int) -> int:
 
 
 def reference_beacons(events: np.ndarray, *, capacity: int = 4096, min_count: int = 8, max_cv: float = 0.1,
-                      min_gap_ns: int = 1_000_000, probes: int = 4, slots: np.ndarray | None = None) -> tuple:
-    """Pure-Python twin of the beacon kernel; returns ``(detections, slots)``.
+                      min_gap_ns: int = 1_000_000, probes: int = 4, slots: np.ndarray | None = None,
+                      door: np.ndarray | None = None) -> tuple:
+    """Pure-Python twin of the beacon kernel; returns ``(detections, slots, door)``.
 
     Per ``sch`` (0 and control kinds are skipped) it keeps the last arrival,
     the arrival count and Welford's running mean and M2 of the intervals.
     Arrivals closer than ``min_gap_ns`` to the last counted one are
-    duplicates (the same intel from several stations) and are skipped. When
-    ``count >= min_count`` and the intervals' coefficient of variation
+    duplicates (the same intel relayed by several stations) and are skipped.
+    When ``count >= min_count`` and the intervals' coefficient of variation
     (sample std / mean) is ``<= max_cv``, the sch is flagged and one
     detection is emitted; it can fire again after it stops looking periodic.
-    The table is open-addressed (``probes`` slots from ``fmix64(sch)``); when
-    they are all taken the slot with the fewest arrivals (then the stalest)
-    is evicted.
+
+    Memory is bounded: a direct-mapped *door* (``capacity`` entries, index
+    from the high half of ``fmix64(sch)``) holds each sch's first arrival; a
+    second arrival admits it to the open-addressed table (``probes`` slots
+    from ``fmix64(sch)``), into the first empty slot or else over the slot
+    with the fewest arrivals (then the stalest). One-off sch values never
+    evict a tracked one; a period longer than the time the door takes to be
+    overwritten by other traffic cannot be learned.
     """
     validate_batch(events, name="events")
     mask = capacity - 1
     probes = min(probes, capacity)
     tab = np.zeros(capacity, dtype=SLOT_DTYPE) if slots is None else np.array(slots, copy=True)
+    dr = np.zeros(capacity, dtype=DOOR_DTYPE) if door is None else np.array(door, copy=True)
     rows = [list(r) for r in tab.tolist()]  # key, last_ts, mean, m2, count, flagged
+    drows = [list(r) for r in dr.tolist()]  # key, ts
     out = []
     for ts, sch, node, kind in zip(events["ts"].tolist(), events["sch"].tolist(), events["node"].tolist(),
                                    events["kind"].tolist()):
         if sch == 0 or kind >= KIND_CONTROL_BASE:
             continue
         h = _fmix64(sch)
-        victim = h & mask
         e = None
-        found = False
         for j in range(probes):
-            slot = (h + j) & mask
-            r = rows[slot]
+            r = rows[(h + j) & mask]
             if r[0] == sch:
-                e, found = r, True
-                break
-            if r[0] == 0:
                 e = r
                 break
-            v = rows[victim]
-            if r[4] < v[4] or (r[4] == v[4] and r[1] < v[1]):
-                victim = slot
+            if r[0] == 0:
+                break
         if e is None:
+            d = drows[(h >> 32) & mask]
+            if d[0] != sch:
+                d[:] = [sch, ts]
+                continue
+            dt = ts - d[1]
+            if dt < min_gap_ns:
+                continue
+            d[0] = 0
+            victim = h & mask
+            for j in range(probes):
+                slot = (h + j) & mask
+                r, v = rows[slot], rows[victim]
+                if r[0] == 0:
+                    victim = slot
+                    break
+                if r[4] < v[4] or (r[4] == v[4] and r[1] < v[1]):
+                    victim = slot
             e = rows[victim]
-        if not found:
-            e[:] = [sch, ts, 0.0, 0.0, 1, 0]
-            continue
-        dt = ts - e[1]
-        if dt < min_gap_ns:
-            continue
-        e[1] = ts
-        e[4] += 1
+            e[:] = [sch, ts, float(dt), 0.0, 2, 0]
+        else:
+            dt = ts - e[1]
+            if dt < min_gap_ns:
+                continue
+            e[1] = ts
+            e[4] += 1
+            k = e[4] - 1
+            x = float(dt)
+            delta = x - e[2]
+            e[2] += delta / k
+            e[3] += delta * (x - e[2])
         k = e[4] - 1
-        x = float(dt)
-        delta = x - e[2]
-        e[2] += delta / k
-        e[3] += delta * (x - e[2])
         if e[4] < min_count or k < 2:
             continue
         cv = math.sqrt(e[3] / (k - 1)) / e[2]
@@ -1544,7 +1563,8 @@ def reference_beacons(events: np.ndarray, *, capacity: int = 4096, min_count: in
         elif cv > max_cv:
             e[5] = 0
     new = np.array([tuple(r) for r in rows], dtype=SLOT_DTYPE)
-    return np.array(out, dtype=BEACON_DTYPE), new
+    new_door = np.array([tuple(r) for r in drows], dtype=DOOR_DTYPE)
+    return np.array(out, dtype=BEACON_DTYPE), new, new_door
 
 
 # ---------------------------------------------------------------------------
