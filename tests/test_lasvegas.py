@@ -177,7 +177,7 @@ def test_las_vegas_json_report(tmp_path, capsys):
         assert r["replays"] == 6 and r["null_replays"] == 3
         assert r["trials"] == 6 * r["incidents"]
         assert 0 <= r["successes"] <= r["trials"]
-        assert r["success_lo"] <= r["success_rate"] <= r["success_hi"]
+        assert r["success_lo"] - 1e-12 <= r["success_rate"] <= r["success_hi"] + 1e-12
         assert len(r["delays_ticks"]) == r["successes"]
         assert all(d >= 0 for d in r["delays_ticks"])
         assert DROP_RANGE[0] <= r["drop_rate_min"] <= r["drop_rate_max"] <= DROP_RANGE[1]
@@ -191,8 +191,7 @@ def test_las_vegas_deterministic_and_schedule_free(tmp_path):
     path = _params_file(tmp_path)
     a = lasvegas.las_vegas(path, runs=4, null_runs=2, scenarios=2, seed=11, cores=1)
     b = lasvegas.las_vegas(path, runs=4, null_runs=2, scenarios=2, seed=11, cores=2)
-    for ra, rb in zip(a["scenarios"], b["scenarios"]):
-        assert ra == rb
+    assert json.dumps(a["scenarios"]) == json.dumps(b["scenarios"])  # NaN-safe equality
     c = lasvegas.las_vegas(path, runs=4, null_runs=2, scenarios=2, seed=12, cores=1)
     assert [r["delays_ticks"] for r in c["scenarios"]] != [r["delays_ticks"] for r in a["scenarios"]] or \
         [r["drop_rate_min"] for r in c["scenarios"]] != [r["drop_rate_min"] for r in a["scenarios"]]
@@ -204,7 +203,7 @@ def test_las_vegas_rich_table(tmp_path, capsys):
                                  "--parallel", "false"])
     assert lasvegas.run(args) == 0
     out = capsys.readouterr().out
-    assert "Las Vegas" in out and "overall" in out
+    assert "Las Vegas" in out and "overall:" in out and "incident replays detected" in out
 
 
 def test_noise_free_replay_matches_clean_run(tmp_path):

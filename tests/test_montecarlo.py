@@ -82,6 +82,30 @@ def test_evaluate_cases_counts_detections_delays_and_spurious_alarms():
     assert c.null_node_hours == pytest.approx(2 * 4 * 100 * 60 / 3600)
 
 
+def test_summary_agrees_with_the_metrics_module():
+    # The search's additive counts must give the figures ctas7.sim.metrics
+    # computes from (alarms, truth) pairs.
+    from ctas7.sim import metrics
+    from ctas7.stages.meter import MeterParams, evaluate_activity
+
+    spec = mc.SearchSpec(2, mc.select_scenarios(6), val_seeds=1, val_null_per_scenario=2)
+    inc, null = mc.build_cases(spec, "validation", 0)
+    for params in (MeterParams(score_threshold=6.0, min_hot_nodes=2, convergence_threshold=0.3, window_ticks=8),
+                   mc.sample_params(2, 0)):
+        tally = metrics.Tally()
+        for case in inc + null:
+            tally.add(evaluate_activity(case.activity, case.groups, params), case.truth)
+        ref = tally.report()
+        s = mc.summarize(evaluate_cases(inc, null, params))
+        assert (s["incidents"], s["detected"]) == (ref.n_incidents, ref.n_detected)
+        assert (s["null_runs"], s["null_alarm_runs"]) == (ref.n_null_runs, ref.n_null_alarmed)
+        assert (s["detection_lo"], s["false_alarm_hi"]) == (ref.detection_ci[0], ref.false_alarm_ci[1])
+        assert s["alarms_per_node_hour"] == pytest.approx(ref.alarms_per_node_hour)
+        assert s["f1"] == pytest.approx(ref.f1)
+        assert _same(s["ttd_median_s"], ref.ttd_median_s)
+    assert ref.n_incidents >= 6 and ref.n_null_runs == 12
+
+
 def test_counts_merge_and_round_trip():
     a = Counts(incidents=3, detected=2, null_runs=4, null_alarm_runs=1, delays_s=[1.0, 2.0])
     b = Counts(incidents=1, detected=1, null_runs=2, null_alarm_runs=0, delays_s=[5.0])

@@ -291,9 +291,9 @@ def las_vegas(params, *, runs: int = 100, null_runs: int | None = None, scenario
     Examples
     --------
     >>> from ctas7.stages.meter import MeterParams
-    >>> rep = las_vegas(MeterParams(), runs=2, null_runs=1, scenarios=1)  # doctest: +SKIP
-    >>> rep["scenarios"][0]["replays"]  # doctest: +SKIP
-    2
+    >>> rep = las_vegas(MeterParams(), runs=2, null_runs=1, scenarios=1)
+    >>> rep["scenarios"][0]["replays"], rep["overall"]["null_replays"]
+    (2, 1)
     """
     from ctas7.stages.meter import MeterParams
 
@@ -383,6 +383,10 @@ def _print_report(rep: dict) -> None:
               f"{o['false_alarm_hi']:.3f}")
     console = Console()
     console.print(t)
+    console.print(f"overall: {o['successes']}/{o['trials']} incident replays detected in their window "
+                  f"(Wilson 95% {o['success_lo']:.3f}-{o['success_hi']:.3f}); null replays with an alarm "
+                  f"{o['null_alarm_runs']}/{o['null_replays']} (upper bound {o['false_alarm_hi']:.3f}); "
+                  f"delay median {o['delay_median_s']:.4g} s, p90 {o['delay_p90_s']:.4g} s")
     console.print(f"noise: drop {rep['noise']['drop_range']}, inject {rep['noise']['inject_range']}, "
                   f"jitter {rep['noise']['jitter']}; {rep['seconds']:.1f} s on {rep['executor']}")
 
