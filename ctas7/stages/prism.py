@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -67,9 +68,8 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NodeEvidence:
-    """One contributing node.
+class NodeEvidence(NamedTuple):
+    """One contributing node (a named tuple: cheap to build, immutable).
 
     Attributes
     ----------
@@ -95,8 +95,7 @@ class NodeEvidence:
     batch_events: int
 
 
-@dataclass(frozen=True)
-class PatternEvidence:
+class PatternEvidence(NamedTuple):
     """TETH matches of one pattern on the contributing nodes (firing batch, in window)."""
 
     pattern: int
@@ -104,8 +103,8 @@ class PatternEvidence:
     count: int
 
 
-_FIELDS_NODE = tuple(NodeEvidence.__dataclass_fields__)
-_FIELDS_PATTERN = tuple(PatternEvidence.__dataclass_fields__)
+_FIELDS_NODE = NodeEvidence._fields
+_FIELDS_PATTERN = PatternEvidence._fields
 
 
 def _strict(d: dict, names, what: str) -> None:
@@ -186,10 +185,10 @@ class Report:
             "window_end_ts": self.window_end_ts,
             "event_count": self.event_count,
             "batch_event_count": self.batch_event_count,
-            "nodes": [{k: getattr(n, k) for k in _FIELDS_NODE} for n in self.nodes],
+            "nodes": [n._asdict() for n in self.nodes],
             "groups": list(self.groups),
             "pattern_matches": self.pattern_matches,
-            "batch_patterns": [{k: getattr(p, k) for k in _FIELDS_PATTERN} for p in self.batch_patterns],
+            "batch_patterns": [p._asdict() for p in self.batch_patterns],
             "confidence": self.confidence,
             "weighted_count": self.weighted_count,
             "level": None if self.level is None else self.level.name,
