@@ -145,6 +145,10 @@ def test_bad_convergences_are_rejected():
         decide(axon, conv(confidence=float("nan")))
     with pytest.raises(ValueError, match="negative"):
         decide(axon, conv(patterns=-1))
+    # a bad record anywhere in the frame leaves no half-applied state
+    with pytest.raises(TypeError):
+        decide(axon, conv(), "not a convergence")
+    assert axon.stats["decisions"] == 0 and len(axon.audit) == 0 and not axon._clusters
 
 
 def test_batch_without_convergences_is_untouched():

@@ -93,6 +93,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -106,6 +107,9 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+import xxhash
 
 from ctas7.events import validate_batch
 from ctas7.records import Convergence
@@ -1027,10 +1031,7 @@ class Axon(Stage):
         return routes
 
     def clone(self) -> "Axon":
-        params = {k: v for k, v in self.get_params().items() if k != "handlers"}
-        import copy
-
-        params = copy.deepcopy(params)
+        params = copy.deepcopy({k: v for k, v in self.get_params().items() if k != "handlers"})
         handlers = [_clone_handler(h) for h in self.handlers]
         return type(self)(handlers=tuple(handlers) if isinstance(self.handlers, tuple) else handlers, **params)
 
@@ -1083,9 +1084,6 @@ class Axon(Stage):
 
     @staticmethod
     def _node_set_id(nodes) -> int:
-        import numpy as np
-        import xxhash
-
         return xxhash.xxh3_64_intdigest(np.asarray(sorted(nodes), dtype=np.uint32).tobytes())
 
     def _find(self, cid: int, nodes: frozenset):
@@ -1137,10 +1135,7 @@ class Axon(Stage):
             self._clusters.move_to_end(cl.canonical_id)
         return cl
 
-    def _decide(self, c) -> tuple:
-        if not isinstance(c, Convergence):
-            raise TypeError(f"axon: frame.convergences must hold Convergence records, got {type(c).__name__}")
-        score = self.score(c)
+    def _decide(self, c, score: float) -> tuple:
         cid = c.cluster_id
         ts = int(c.ts)
         key = (ts, int(c.tick), cid)
@@ -1212,10 +1207,17 @@ class Axon(Stage):
         convergences = frame.convergences
         if not convergences:
             return frame
+        # Validate and score the whole frame first: a bad record leaves no
+        # half-applied state behind.
+        scores = []
+        for c in convergences:
+            if not isinstance(c, Convergence):
+                raise TypeError(f"axon: frame.convergences must hold Convergence records, got {type(c).__name__}")
+            scores.append(self.score(c))
         responses = frame.responses
         audit = self.audit
-        for c in convergences:
-            d, record = self._decide(c)
+        for c, score in zip(convergences, scores):
+            d, record = self._decide(c, score)
             responses.append(d)
             audit.append(record)
             if d.actions or audit.path is not None:
