@@ -354,3 +354,21 @@ def test_pickle_and_clone():
     out = [chain.process(Frame(events=f.events.copy())).reports for f in frames]
     assert all(len(r) == 1 for r in out)
     assert p.clone().get_params() == p.get_params()
+
+
+def test_real_chain_meter_axon_prism():
+    meter_mod = pytest.importorskip("ctas7.stages.meter")
+    from ctas7.sim.synthetic import batches, synthetic_stream
+
+    stream = synthetic_stream(120_000, n_stations=24, burst_nodes=(1, 4, 7, 9), burst_start=0.7, seed=3)
+    chain = meter_mod.Meter(meter_mod.MeterParams(min_samples=10, min_hot_nodes=3)) | Axon() | Prism()
+    n_conv, reports = 0, []
+    for b in batches(stream, 1024):
+        frame = chain.process(Frame(events=b))
+        n_conv += len(frame.convergences)
+        assert [r.decisions for r in frame.reports] == [(d,) for d in frame.responses]
+        reports += frame.reports
+    assert n_conv == len(reports) > 0
+    burst = [r for r in reports if {1, 4, 7, 9} <= {n.node for n in r.nodes}]
+    assert burst and all(r.level is not None and r.recommendation.startswith(r.level.name) for r in reports)
+    assert all(Report.from_json(r.to_json()) == r for r in reports)
