@@ -437,6 +437,10 @@ class Decoy:
         Effect shape.
     magnitude : float
         Effect magnitude (see :data:`SHAPES` conventions).
+    indicators : tuple of int
+        Near misses: the incident's indicator kinds emitted, all but the last.
+    indicator_ticks : tuple of int
+        Tick of each emitted indicator step.
     """
 
     kind: str
@@ -445,6 +449,8 @@ class Decoy:
     nodes: tuple
     shape: str
     magnitude: float
+    indicators: tuple = ()
+    indicator_ticks: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -749,8 +755,8 @@ class Scenario:
         """Structural attributes that tell scenarios apart.
 
         ``(n_nodes, n_groups, tick_s, n_ticks, seasonality kind, dispersion,
-        number of incidents, per-incident (shape, overrides), indicator
-        sequences)``.
+        number of incidents, per-incident (shape, override shapes, ordered
+        stagger, anchor), indicator sequences)``.
         """
         return (
             self.n_nodes,
@@ -760,7 +766,10 @@ class Scenario:
             self.seasonality.kind,
             self.dispersion,
             len(self.incidents),
-            tuple((s.shape, tuple(sorted(set(sh for _, sh in s.group_shapes)))) for s in self.incidents),
+            tuple(
+                (s.shape, tuple(sorted(set(sh for _, sh in s.group_shapes))), s.ordered, s.anchor)
+                for s in self.incidents
+            ),
             self.indicator_sequences,
         )
 
@@ -927,7 +936,7 @@ class Scenario:
                     deadline=min(T - 1, onset + spec.horizon),
                     nodes=tuple(nodes.tolist()),
                     group=group,
-                    lead_ticks=lead if codes else 0,
+                    lead_ticks=onset - ticks[0] if ticks else 0,
                     shape=spec.shape,
                     magnitude=round(magnitude, 6),
                     duration=duration,
@@ -967,11 +976,15 @@ class Scenario:
                 shape = self._shape_of(spec, node)
                 m = self._node_magnitude(rng, spec, shape, magnitude)
                 _apply(rng, counts, lam, node, start, shape, m, duration, ramp)
+            emitted, ticks = (), ()
             if len(codes) >= 2:
                 lead = min(start, int(rng.integers(spec.lead[0], spec.lead[1] + 1)))
-                _emit_indicators(rng, ind, codes[:-1], nodes, start, lead, full_length=len(codes))
+                emitted = codes[:-1]
+                ticks = _emit_indicators(rng, ind, emitted, nodes, start, lead, full_length=len(codes))
             end = min(T, start + (4 * duration if shape == "burst" else duration))
-            out.append(Decoy("near_miss", start, end, tuple(nodes.tolist()), shape, round(magnitude, 6)))
+            out.append(
+                Decoy("near_miss", start, end, tuple(nodes.tolist()), shape, round(magnitude, 6), emitted, ticks)
+            )
         return tuple(out)
 
 
@@ -1952,7 +1965,7 @@ def _catalog() -> dict:
             (_g("finish_line", 5), _g("course", 5), _g("ems", 4), _g("police", 4), _g("media", 4, 2, 6)),
             Se("event", 0.8, event_groups=("finish_line", "course", "media"), event_width=60), 6.0,
             (I(("finish_line", "ems", "police"), (4, 8), "burst", (5, 10), (2, 6), horizon=10, stagger=(0, 1),
-               lead=(5, 25), indicators=("suspicious_package", "explosion", "explosion"),
+               lead=(5, 25), indicators=("cctv_alert", "suspicious_package", "explosion", "explosion"),
                anchor="event", anchor_offset=(10, 40)),),
             (0.35, 0.6), D((1, 3), near_misses=(0, 2)), 2,
             (("call", 2), ("social_post", 2), ("report", 1)),
