@@ -75,7 +75,7 @@ _H_CREATED, _H_SIZE, _H_CREATOR_START = 64, 72, 80
 _H_CLOSED, _H_LOST, _H_GAPS, _H_EMIT = 128, 136, 144, 152
 _H_LAST_PID = 160
 _TABLE, _ENTRY = 256, 64  # producer table
-_E_PID, _E_START, _E_BEAT, _E_LO, _E_HI, _E_SINCE = 0, 8, 16, 24, 32, 40
+_E_PID, _E_START, _E_BEAT, _E_LO, _E_HI, _E_SINCE, _E_TAKEOVER = 0, 8, 16, 24, 32, 40, 48
 _RING_OFF = 8192
 _REAPING = (1 << 64) - 1
 assert _TABLE + MAX_PRODUCERS * _ENTRY <= _RING_OFF
@@ -340,7 +340,9 @@ class Channel:
         self._unlink_on_close = unlink_on_close
         self._entry = -1  # producer table slot of this handle
         self._entry_pid = 0
-        self._pending: list = []  # gap events not yet handed out
+        self._pending: list = []  # (position, gap event) not yet handed out
+        self._countdown = 1024
+        self._next_check = 0.0
         self._stall = None  # (position, first seen) of a stuck MPMC slot
         self._ring_get = ring.get
         self._ring_put = None
@@ -425,9 +427,18 @@ class Channel:
             return
         if self._words.load(_H_CLOSED):
             raise ChannelClosed(f"channel {self.name!r} was shut down")
-        gaps = self._reap()
         w, me = self._words, os.getpid()
-        if not self.multi_producer:
+        if self.multi_producer:
+            self._reap()
+        else:
+            # A dead predecessor is left for the consumer to account, which
+            # places its gap exactly; we only note where its stream ended.
+            tail = self._ring.tail
+            for i in range(MAX_PRODUCERS):
+                off = _TABLE + i * _ENTRY
+                pid = w.load(off + _E_PID)
+                if pid not in (0, _REAPING, me) and not _pid_alive(pid, w.load(off + _E_START)):
+                    w.cas(off + _E_TAKEOVER, 0, tail + 1)
             live = [p["pid"] for p in self.producers() if p["alive"] and p["pid"] != me]
             if live:
                 raise RuntimeError(f"SPSC channel {self.name!r} already has a live producer (pid {live[0]})")
@@ -441,18 +452,14 @@ class Channel:
                 w.store(_H_LAST_PID, me)
                 self._entry, self._entry_pid = i, me
                 self._ring_put = self._ring.put
-                for ev in gaps:  # in-stream, before any record of ours
-                    self._ring.put_many(ev, None)
                 return
         raise RuntimeError(f"channel {self.name!r} has {MAX_PRODUCERS} registered producers already")
 
     def _unregister(self) -> None:
         if self._entry >= 0 and self._entry_pid == os.getpid():
             off = _TABLE + self._entry * _ENTRY
-            w = self._words
-            w.store(off + _E_LO, 0)
-            w.store(off + _E_HI, 0)
-            w.cas(off + _E_PID, self._entry_pid, 0)
+            if self._words.cas(off + _E_PID, self._entry_pid, _REAPING):
+                self._free_entry(off)
         self._entry, self._entry_pid, self._ring_put = -1, 0, None
 
     def _after_fork(self) -> None:
@@ -475,8 +482,15 @@ class Channel:
         ev["value"] = count
         return ev
 
+    def _free_entry(self, off: int) -> None:
+        # A stale start time would make the next owner look like a reused pid.
+        w = self._words
+        for field in (_E_START, _E_LO, _E_HI, _E_BEAT, _E_TAKEOVER):
+            w.store(off + field, 0)
+        w.store(off + _E_PID, 0)
+
     def _reap(self) -> list:
-        """Free the entries of dead producers; return their gap events."""
+        """Free the entries of dead producers; return (position, gap event)s."""
         w, ring, found = self._words, self._ring, []
         for i in range(MAX_PRODUCERS):
             off = _TABLE + i * _ENTRY
@@ -490,19 +504,17 @@ class Channel:
                 if hi > lo and ring.head < hi:
                     continue
                 if w.cas(off + _E_PID, pid, _REAPING):
-                    w.store(off + _E_LO, 0)
-                    w.store(off + _E_HI, 0)
-                    w.store(off + _E_PID, 0)
+                    self._free_entry(off)
                 continue
             if not w.cas(off + _E_PID, pid, _REAPING):
                 continue
-            lost = max(0, hi - max(lo, ring.tail))
-            w.store(off + _E_LO, 0)
-            w.store(off + _E_HI, 0)
-            w.store(off + _E_PID, 0)
+            takeover = w.load(off + _E_TAKEOVER)
+            end = takeover - 1 if takeover else ring.tail  # where its stream ended
+            lost = max(0, hi - max(lo, end))
+            self._free_entry(off)
             ev = self._record_gap(lost, pid)
             if ev is not None:
-                found.append(ev)
+                found.append((end, ev))
         return found
 
     def _skip_dead_claims(self) -> int:
@@ -543,7 +555,7 @@ class Channel:
             if n:
                 ev = self._record_gap(n, owner)
                 if ev is not None:
-                    self._pending.append(ev)
+                    self._pending.append((0, ev))
                 skipped += n
             pos = ring.stalled_position()
         self._stall = None
@@ -624,29 +636,47 @@ class Channel:
 
     # ----------------------------------------------------------------- get
 
+    def _room(self, n: int) -> int:
+        """Records readable before the next pending gap event (0: the gap is due)."""
+        if not self._pending:
+            return n
+        return max(0, min(n, self._pending[0][0] - self._ring.head))
+
+    def _take_gap(self) -> np.ndarray:
+        return self._pending.pop(0)[1]
+
+    def _maybe_check(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + 0.01
+            self.check_producers()
+
     def get(self, block: bool = True, timeout: float | None = None):
         """Take one record (a numpy void); ``queue.Empty`` if none in time.
 
         Raises :class:`ChannelClosed` once the channel is shut down and empty.
         """
-        if self._pending:
-            return self._pending.pop(0)[0]
-        rec = self._ring_get()
-        if rec is not None:
-            return rec
+        self._countdown -= 1
+        if not self._pending and self._countdown:
+            rec = self._ring_get()
+            if rec is not None:
+                return rec
         return self._get_slow(block, timeout)
 
     def get_nowait(self):
         return self.get(False)
 
     def _wait_loop(self, attempt, block, timeout):
+        """Call ``attempt(wait_s)`` until it returns something; None = a gap is due."""
         deadline = _deadline(block, timeout)
         while True:
+            if self._pending and self._room(1) == 0:
+                return None
             out = attempt(0.0)
             if out is not None:
                 return out
             self.check_producers()
-            if self._pending:
+            if self._pending and self._room(1) == 0:
                 return None
             if self._words.load(_H_CLOSED) and len(self._ring) == 0 and attempt(0.0) is None:
                 raise ChannelClosed(f"channel {self.name!r} was shut down and is drained")
@@ -658,46 +688,49 @@ class Channel:
                 return out
 
     def _get_slow(self, block, timeout):
+        if self._countdown <= 0:
+            self._countdown = 1024
+            self._maybe_check()
         rec = self._wait_loop(lambda t: self._ring.get(t), block, timeout)
-        if rec is None:
-            return self._pending.pop(0)[0]
-        return rec
+        return self._take_gap()[0] if rec is None else rec
 
     def get_many(self, max_n: int, block: bool = True, timeout: float | None = None) -> np.ndarray:
         """Take up to ``max_n`` records (at least one) as a new array.
 
-        Gap events (``KIND_GAP``) are returned alone, in their own batch.
+        A gap event (``KIND_GAP``) comes alone, in its own batch, at the
+        position of the stream where the gap happened.
         Raises ``queue.Empty`` if nothing arrives in time.
         """
-        if self._pending:
-            return self._pending.pop(0)
-        out = self._ring.get_many(max_n)
-        if len(out) or max_n == 0:
-            return out
+        if max_n == 0:
+            return self._ring.get_many(0)
+        self._maybe_check()
+        if not self._pending:
+            out = self._ring.get_many(max_n)
+            if len(out) or max_n == 0:
+                return out
 
         def attempt(t):
-            got = self._ring.get_many(max_n, t)
+            got = self._ring.get_many(self._room(max_n), t)
             return got if len(got) else None
 
         out = self._wait_loop(attempt, block, timeout)
-        return self._pending.pop(0) if out is None else out
+        return self._take_gap() if out is None else out
 
     def get_into(self, out: np.ndarray, block: bool = True, timeout: float | None = None) -> int:
-        """Fill the front of ``out``; return the count (gap events included)."""
-        if self._pending:
-            out[:1] = self._pending.pop(0)
-            return 1
-        n = self._ring.get_into(out)
-        if n:
-            return n
+        """Fill the front of ``out``; return the count (a gap event comes alone)."""
+        self._maybe_check()
+        if not self._pending:
+            n = self._ring.get_into(out)
+            if n:
+                return n
 
         def attempt(t):
-            got = self._ring.get_into(out, t)
+            got = self._ring.get_into(out[: self._room(len(out))], t)
             return got if got else None
 
         got = self._wait_loop(attempt, block, timeout)
         if got is None:
-            out[:1] = self._pending.pop(0)
+            out[:1] = self._take_gap()
             return 1
         return got
 

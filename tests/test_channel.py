@@ -278,18 +278,46 @@ def test_spsc_producer_killed_mid_claim(name, who_notices):
             q.start()
             q.join(10)
             assert q.exitcode == 0
-        t0 = time.monotonic()
-        gap = ch.get(timeout=5)
-        assert time.monotonic() - t0 < 1.0
-        assert gap["kind"] == KIND_GAP and gap["value"] == 7 and gap["node"] == p.pid
-        assert ch.lost == 7 and ch.gaps == 1
-        if who_notices == "consumer":
+            assert ch.producers()[0]["pid"] == p.pid  # left for the consumer to account
+        else:
+            t0 = time.monotonic()
+            gap = ch.get(timeout=5)
+            assert time.monotonic() - t0 < 1.0
+            assert gap["kind"] == KIND_GAP and gap["value"] == 7 and gap["node"] == p.pid
             p.join()
             q = FORK.Process(target=_put_and_exit, args=(name, 1000, 4))
             q.start()
             q.join(10)
-        assert ch.get_many(100, timeout=5)["seq"].tolist() == [1000, 1001, 1002, 1003]
+        got = np.concatenate([ch.get_many(100, timeout=5) for _ in range(2 if who_notices != "consumer" else 1)])
+        data = got[got["kind"] != KIND_GAP]
+        assert data["seq"].tolist() == [1000, 1001, 1002, 1003]
+        if who_notices != "consumer":
+            gap = got[got["kind"] == KIND_GAP]
+            assert gap["value"].tolist() == [7] and gap["node"].tolist() == [p.pid]
+        assert ch.lost == 7 and ch.gaps == 1
         assert ch.producers() == []
+
+
+def test_gap_found_late_is_still_delivered(name):
+    """A consumer busy reading a restarted producer still reports the gap."""
+    with Channel.create(name, 1 << 12) as ch:
+        ready = FORK.Event()
+        p = FORK.Process(target=_claim_and_hang, args=(name, 9, ready))
+        p.start()
+        assert ready.wait(10)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+        q = FORK.Process(target=_put_and_exit, args=(name, 1000, 3000))
+        q.start()
+        q.join(10)
+        parts = []
+        while sum(map(len, parts)) < 5 + 3000 + 1:
+            parts.append(ch.get_many(64, timeout=5))
+        got = np.concatenate(parts)
+        kinds = got["kind"].tolist()
+        assert kinds.count(KIND_GAP) == 1 and got["value"][kinds.index(KIND_GAP)] == 9
+        data = got[got["kind"] != KIND_GAP]
+        assert data["seq"].tolist() == list(range(5)) + list(range(1000, 1000 + len(data) - 5))
 
 
 def test_mpmc_dead_claim_is_skipped(name):
