@@ -39,7 +39,7 @@ cdef packed struct ctas7_door_t:
     uint64_t key
     int64_t ts
 
-# Mirrors ctas7.stages.teth.BEACON_DTYPE (40 bytes).
+# Mirrors BEACON_DTYPE (40 bytes).
 cdef packed struct ctas7_beacon_t:
     int64_t ts
     uint64_t sch
@@ -84,6 +84,7 @@ cdef class PatternBank:
     cdef readonly Py_ssize_t capacity
     cdef object _specs
     cdef object _encoded
+    cdef object _scratch
     cdef object _state
     cdef ctas7_key_state_t *state_ptr
     cdef void _grow(self, Py_ssize_t needed) except *
@@ -98,5 +99,6 @@ cdef class BeaconTable:
     cdef readonly Py_ssize_t capacity
     cdef object _slots
     cdef object _door
+    cdef object _scratch
     cdef ctas7_beacon_slot_t *slots_ptr
     cdef ctas7_door_t *door_ptr

@@ -7,10 +7,18 @@ Private module; the public face is :mod:`ctas7.stages.teth`.
 from libc.math cimport sqrt
 from libc.stdint cimport INT64_MAX, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+cimport numpy as cnp
 
 import numpy as np
 
-__all__ = ["PatternBank", "BeaconTable", "KEY_STATE_DTYPE", "SLOT_DTYPE", "DOOR_DTYPE", "KIND_CONTROL_BASE"]
+from ctas7.events import EVENT_DTYPE
+from ctas7.records import MATCH_DTYPE
+
+cnp.import_array()
+
+__all__ = ["PatternBank", "BeaconTable", "BEACON_DTYPE", "KEY_STATE_DTYPE", "SLOT_DTYPE", "DOOR_DTYPE", "KIND_CONTROL_BASE"]
 
 cdef enum:
     _CONTROL_BASE = 0xFF00
@@ -18,6 +26,10 @@ cdef enum:
 
 KIND_CONTROL_BASE = _CONTROL_BASE
 
+#: Mirrors ctas7.stages.teth.BEACON_DTYPE (which re-exports this object).
+BEACON_DTYPE = np.dtype(
+    [("ts", "<i8"), ("sch", "<u8"), ("node", "<u4"), ("count", "<u4"), ("period_ns", "<f8"), ("cv", "<f8")]
+)
 KEY_STATE_DTYPE = np.dtype([("t0", "<i8"), ("state", "<i4"), ("pad", "<i4")])
 DOOR_DTYPE = np.dtype([("key", "<u8"), ("ts", "<i8")])
 SLOT_DTYPE = np.dtype(
@@ -73,6 +85,23 @@ cdef Py_ssize_t ctas7_teth_match(
             out[m].pattern = <uint32_t>p
             m += acc
     return m
+
+
+cdef const ctas7_event_t *_event_ptr(object events) except NULL:
+    # Cheaper than acquiring a struct memoryview (no format-string parse).
+    if not cnp.PyArray_Check(events):
+        raise TypeError(f"events must be a numpy array of EVENT_DTYPE, got {type(events).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>events
+    if cnp.PyArray_NDIM(arr) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError("events must be a 1-d C-contiguous array")
+    if arr.dtype is not EVENT_DTYPE and arr.dtype != EVENT_DTYPE:
+        raise TypeError(f"events have dtype {arr.dtype}, expected EVENT_DTYPE")
+    if cnp.PyArray_DIM(arr, 0) == 0:
+        return <const ctas7_event_t *>&_EMPTY_EVENT
+    return <const ctas7_event_t *>cnp.PyArray_DATA(arr)
+
+
+cdef ctas7_event_t _EMPTY_EVENT
 
 
 cdef inline uint32_t _max_key(const ctas7_event_t *events, Py_ssize_t n, bint key_is_node) noexcept nogil:
@@ -163,6 +192,7 @@ cdef class PatternBank:
             self.dfas[i].within_ns = within_ns if within_ns > 0 else INT64_MAX
         self._encoded = tuple(encoded)
         self.capacity = 0
+        self._scratch = np.empty(0, dtype=MATCH_DTYPE)
         self._state = np.zeros(0, dtype=KEY_STATE_DTYPE)
         if state is not None:
             self.set_state(state)
@@ -170,6 +200,7 @@ cdef class PatternBank:
 
     def __dealloc__(self):
         free(self.dfas)
+
 
     cdef void _bind(self) except *:
         cdef ctas7_key_state_t[::1] v = self._state
@@ -186,25 +217,43 @@ cdef class PatternBank:
         self._state, self.capacity = state, cap
         self._bind()
 
-    def run(self, const ctas7_event_t[::1] events,  # IN
-            ctas7_match_t[::1] out):  # OUT
-        """Advance every key's DFAs over ``events``; write matches to ``out``.
+    def run(self, events,  # IN
+            ctas7_match_t[::1] out=None):  # OUT
+        """Advance every key's DFAs over ``events``; return or write the matches.
 
-        ``out`` needs room for ``len(events) * n_patterns`` records. Returns
-        the number of matches written (in event order, then pattern order).
+        Without ``out``, returns a new MATCH_DTYPE array of this batch's
+        matches. With ``out`` (room for ``len(events) * n_patterns``
+        records), writes there and returns the count. Matches are in event
+        order, then pattern order.
         """
-        cdef Py_ssize_t n = events.shape[0], m
-        if out.shape[0] < n * self.n_patterns:
-            raise ValueError(f"out has {out.shape[0]} slots, needs {n * self.n_patterns}")
-        if n == 0 or self.n_patterns == 0:
-            return 0
-        cdef uint32_t top = _max_key(&events[0], n, self.key_is_node)
-        if <Py_ssize_t>top >= self.capacity:
-            self._grow(<Py_ssize_t>top + 1)
-        with nogil:
-            m = ctas7_teth_match(&events[0], n, self.dfas, self.n_patterns, self.key_is_node,
-                                 self.state_ptr, &out[0])
-        return m
+        cdef const ctas7_event_t *ev = _event_ptr(events)
+        cdef Py_ssize_t n = cnp.PyArray_DIM(events, 0), m
+        cdef ctas7_match_t *dst
+        cdef cnp.ndarray result
+        cdef uint32_t top
+        if out is not None:
+            if out.shape[0] < n * self.n_patterns:
+                raise ValueError(f"out has {out.shape[0]} slots, needs {n * self.n_patterns}")
+            if n == 0 or self.n_patterns == 0:
+                return 0
+            dst = &out[0]
+        else:
+            if self._scratch.shape[0] < n * self.n_patterns:
+                self._scratch = np.empty(max(n * self.n_patterns, 2 * self._scratch.shape[0]), dtype=MATCH_DTYPE)
+            dst = <ctas7_match_t *>cnp.PyArray_DATA(self._scratch)
+        m = 0
+        if n > 0 and self.n_patterns > 0:
+            top = _max_key(ev, n, self.key_is_node)
+            if <Py_ssize_t>top >= self.capacity:
+                self._grow(<Py_ssize_t>top + 1)
+            with nogil:
+                m = ctas7_teth_match(ev, n, self.dfas, self.n_patterns, self.key_is_node, self.state_ptr, dst)
+        if out is not None:
+            return m
+        result = np.empty(m, dtype=MATCH_DTYPE)
+        if m:
+            memcpy(cnp.PyArray_DATA(result), dst, m * sizeof(ctas7_match_t))
+        return result
 
     def get_state(self):
         """A copy of the per-key state, KEY_STATE_DTYPE ``[key * n_patterns + p]``."""
@@ -375,6 +424,7 @@ cdef class BeaconTable:
         self.probes = min(probes, capacity)
         self._slots = np.zeros(capacity, dtype=SLOT_DTYPE)
         self._door = np.zeros(capacity, dtype=DOOR_DTYPE)
+        self._scratch = np.empty(0, dtype=BEACON_DTYPE)
         if slots is not None:
             self._slots = _checked_copy("slots", slots, SLOT_DTYPE, capacity)
         if door is not None:
@@ -394,19 +444,36 @@ cdef class BeaconTable:
         """A copy of the first-arrival door (key, ts)."""
         return self._door.copy()
 
-    def run(self, const ctas7_event_t[::1] events,  # IN
-            ctas7_beacon_t[::1] out):  # OUT
-        """Update the table with ``events``; write new detections to ``out`` (room for ``len(events)``)."""
-        cdef Py_ssize_t n = events.shape[0], m
-        if out.shape[0] < n:
-            raise ValueError(f"out has {out.shape[0]} slots, needs {n}")
-        if n == 0:
-            return 0
-        with nogil:
-            m = ctas7_teth_beacons(&events[0], n, self.slots_ptr, self.door_ptr, <uint64_t>(self.capacity - 1),
-                                   self.probes,
-                                   self.min_count, self.max_cv, self.min_gap_ns, &out[0])
-        return m
+    def run(self, events,  # IN
+            ctas7_beacon_t[::1] out=None):  # OUT
+        """Update the table with ``events``; return (or write to ``out``, room for ``len(events)``) new detections.
+
+        Without ``out`` returns a new BEACON_DTYPE array, else the count written.
+        """
+        cdef const ctas7_event_t *ev = _event_ptr(events)
+        cdef Py_ssize_t n = cnp.PyArray_DIM(events, 0), m = 0
+        cdef ctas7_beacon_t *dst
+        cdef cnp.ndarray result
+        if out is not None:
+            if out.shape[0] < n:
+                raise ValueError(f"out has {out.shape[0]} slots, needs {n}")
+            if n == 0:
+                return 0
+            dst = &out[0]
+        else:
+            if self._scratch.shape[0] < n:
+                self._scratch = np.empty(max(n, 2 * self._scratch.shape[0]), dtype=BEACON_DTYPE)
+            dst = <ctas7_beacon_t *>cnp.PyArray_DATA(self._scratch)
+        if n > 0:
+            with nogil:
+                m = ctas7_teth_beacons(ev, n, self.slots_ptr, self.door_ptr, <uint64_t>(self.capacity - 1),
+                                       self.probes, self.min_count, self.max_cv, self.min_gap_ns, dst)
+        if out is not None:
+            return m
+        result = np.empty(m, dtype=BEACON_DTYPE)
+        if m:
+            memcpy(cnp.PyArray_DATA(result), dst, m * sizeof(ctas7_beacon_t))
+        return result
 
     def reset(self):
         """Forget every sch."""

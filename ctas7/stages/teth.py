@@ -94,6 +94,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import xxhash
 
+from ctas7._core._teth import BEACON_DTYPE as _BEACON_DTYPE
 from ctas7._core._teth import DOOR_DTYPE, SLOT_DTYPE, BeaconTable, PatternBank
 from ctas7.events import KIND_CONTROL_BASE, make_events, validate_batch
 from ctas7.records import MATCH_DTYPE
@@ -1463,10 +1464,10 @@ def learn_pattern(
 # Periodicity (beaconing)
 # ---------------------------------------------------------------------------
 
-#: One beaconing detection: the event that made an ``sch`` look periodic.
-BEACON_DTYPE = np.dtype(
-    [("ts", "<i8"), ("sch", "<u8"), ("node", "<u4"), ("count", "<u4"), ("period_ns", "<f8"), ("cv", "<f8")]
-)
+#: One beaconing detection (the event that made an ``sch`` look periodic):
+#: ts, sch, node of that event, count of arrivals so far, mean interval
+#: ``period_ns`` and coefficient of variation ``cv`` of the intervals.
+BEACON_DTYPE = _BEACON_DTYPE
 
 _M64 = (1 << 64) - 1
 
@@ -1599,6 +1600,8 @@ class Teth(Stage):
 
     Notes
     -----
+    Pickling (also mid-stream) carries the per-key DFA states and start
+    times and the beacon table: the Cython kernels implement ``__reduce__``.
     ``process`` sets ``frame.matches`` to this batch's matches (appended to
     matches already there from an earlier TETH stage; an empty MATCH_DTYPE
     array if none), and, with ``beacons``, ``frame.extras["beacons"]`` to the
@@ -1649,21 +1652,6 @@ class Teth(Stage):
             BeaconTable(int(beacon_capacity), int(beacon_min_count), float(beacon_max_cv),
                         int(beacon_min_gap_ns)) if beacons else None
         )
-        self._alloc()
-
-    def _alloc(self):
-        self._out = np.empty(0, dtype=MATCH_DTYPE)
-        self._bout = np.empty(0, dtype=BEACON_DTYPE)
-
-    def __getstate__(self):
-        # Scratch buffers are not state; the kernels pickle their per-key state.
-        state = self.__dict__.copy()
-        del state["_out"], state["_bout"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._alloc()
 
     def reset(self) -> None:
         """Forget every key's partial matches and every sch's history."""
@@ -1673,19 +1661,11 @@ class Teth(Stage):
 
     def process(self, frame: Frame) -> Frame:
         ev = validate_batch(frame.events, name="teth: frame.events")
-        n = ev.shape[0]
-        need = n * len(self.compiled)
-        if self._out.shape[0] < need:
-            self._out = np.empty(max(need, 2 * self._out.shape[0]), dtype=MATCH_DTYPE)
-        m = self._bank.run(ev, self._out)
-        found = self._out[:m].copy()
+        found = self._bank.run(ev)
         prev = frame.matches
         if isinstance(prev, np.ndarray) and prev.dtype == MATCH_DTYPE and prev.shape[0]:
             found = np.concatenate([prev, found])
         frame.matches = found
         if self._beacon_table is not None:
-            if self._bout.shape[0] < n:
-                self._bout = np.empty(max(n, 2 * self._bout.shape[0]), dtype=BEACON_DTYPE)
-            b = self._beacon_table.run(ev, self._bout)
-            frame.extras["beacons"] = self._bout[:b].copy()
+            frame.extras["beacons"] = self._beacon_table.run(ev)
         return frame
