@@ -719,3 +719,24 @@ def test_reset_and_params():
 def test_doctests():
     res = doctest.testmod(teth_mod, optionflags=doctest.ELLIPSIS)
     assert res.failed == 0 and res.attempted > 10
+
+
+def test_kernels_check_their_input():
+    from ctas7._core._teth import BeaconTable, PatternBank
+
+    bank = PatternBank([compile_pattern("recon -> exfil").spec()])
+    table = BeaconTable(16)
+    for kernel in (bank, table):
+        with pytest.raises(TypeError, match="numpy array"):
+            kernel.run([1, 2])
+        with pytest.raises(TypeError, match="dtype"):
+            kernel.run(np.zeros(4, np.float64))
+        with pytest.raises(ValueError, match="C-contiguous"):
+            kernel.run(empty(8)[::2])
+        with pytest.raises(ValueError, match="1-d"):
+            kernel.run(empty(8).reshape(2, 4))
+    got = bank.run(stream([RECON, EXFIL, RECON, EXFIL], node=[1, 1, 2, 2]))
+    assert got.dtype == MATCH_DTYPE and got.tolist() == [(10, 1, 0), (30, 2, 0)]
+    out = np.empty(4, MATCH_DTYPE)
+    assert bank.run(stream([RECON, EXFIL], node=3), out) == 1 and out[0].tolist() == (10, 3, 0)
+    assert bank.run(empty(0)).shape == (0,) and table.run(empty(0)).dtype == BEACON_DTYPE
