@@ -920,6 +920,18 @@ class Axon(Stage):
         Handler name -> counts of ok, failed, timed_out, dropped, skipped.
     stats : dict
         Decisions, suppressed, per level, feedback counts.
+
+    Examples
+    --------
+    >>> from ctas7.records import Convergence
+    >>> from ctas7.stage import Frame
+    >>> axon = Axon(weights=(1.0, 0.0, 0.0), cooldown_ns=5_000)
+    >>> def conv(ts, confidence):
+    ...     return Convergence(ts, ts // 1_000, (1, 2), (0, 0), (ts, ts), (9.0, 9.0), (1, 1), 2.0,
+    ...                        confidence, 0, ts - 1_000, 8)
+    >>> [(d.level.name, d.reason) for d in axon.process(Frame(convergences=[
+    ...     conv(1_000, 0.6), conv(2_000, 0.6), conv(3_000, 0.9), conv(9_000, 0.6)])).responses]
+    [('MEDIUM', 'new'), ('MEDIUM', 'cooldown'), ('CRITICAL', 'escalation'), ('MEDIUM', 'new')]
     """
 
     def __init__(

@@ -58,6 +58,7 @@ __all__ = [
     "Report",
     "Prism",
     "recommend",
+    "primary_decision",
     "dump_reports",
     "load_reports",
 ]
@@ -393,7 +394,11 @@ _ACTION = {
 
 
 def primary_decision(decisions):
-    """The decision a report speaks for: the first actioned one, else the first."""
+    """The decision a report speaks for: the first actioned one, else the first.
+
+    >>> primary_decision(()) is None
+    True
+    """
     for d in decisions:
         if not d.suppressed:
             return d
