@@ -364,21 +364,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_report(rep: dict) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"Las Vegas: {rep['runs']} noisy replays per scenario (Wilson 95%)")
-    for col in ("scenario", "clean", "success", "lo", "hi", "delay med s", "delay p90 s", "null FA", "FA hi"):
-        t.add_column(col, justify="left" if col == "scenario" else "right")
+    t = Table(title=f"Las Vegas: {rep['runs']} noisy replays per scenario (Wilson 95%)", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True)
+    t.add_column("scenario", no_wrap=True, overflow="ellipsis", max_width=20)
+    for col in ("clean", "success", "lo", "delay s", "p90 s", "null FA", "FA hi"):
+        t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     for r in rep["scenarios"]:
         t.add_row(
             r["scenario"], f"{r['clean_detected']}/{r['incidents']}", f"{r['successes']}/{r['trials']}",
-            f"{r['success_lo']:.3f}", f"{r['success_hi']:.3f}", f"{r['delay_median_s']:.4g}",
+            f"{r['success_lo']:.3f}", f"{r['delay_median_s']:.4g}",
             f"{r['delay_p90_s']:.4g}", f"{r['null_alarm_runs']}/{r['null_replays']}", f"{r['false_alarm_hi']:.3f}",
         )
     o = rep["overall"]
     t.add_section()
-    t.add_row("overall", "", f"{o['successes']}/{o['trials']}", f"{o['success_lo']:.3f}", f"{o['success_hi']:.3f}",
+    t.add_row("overall", "", f"{o['successes']}/{o['trials']}", f"{o['success_lo']:.3f}",
               f"{o['delay_median_s']:.4g}", f"{o['delay_p90_s']:.4g}", f"{o['null_alarm_runs']}/{o['null_replays']}",
               f"{o['false_alarm_hi']:.3f}")
     console = Console()

@@ -990,16 +990,16 @@ def _print_summary(summary: dict, validation: list) -> None:
     from rich.table import Table
 
     console = Console()
-    t = Table(title="Held-out validation of the top candidates (Wilson 95%)")
-    for col in ("run", "search score", "detected", "det lo", "null alarms", "FA hi", "alarms/node-h", "TTD med s", "F1"):
-        t.add_column(col, justify="right")
+    t = Table(title="Held-out validation of the top candidates (Wilson 95% bounds)")
+    for col in ("run", "score", "detected", "det lo", "null FA", "FA hi", "TTD s", "F1"):
+        t.add_column(col, justify="right", no_wrap=True)
     best_id = summary["best"]["run_id"]
     for v in validation:
         t.add_row(
-            ("* " if v["run_id"] == best_id else "") + str(v["run_id"]), f"{v['search_score']:.3f}",
+            ("*" if v["run_id"] == best_id else "") + str(v["run_id"]), f"{v['search_score']:.3f}",
             f"{v['detected']}/{v['incidents']}", f"{v['detection_lo']:.3f}",
             f"{v['null_alarm_runs']}/{v['null_runs']}", f"{v['false_alarm_hi']:.3f}",
-            f"{v['alarms_per_node_hour']:.3g}", f"{v['ttd_median_s']:.3g}", f"{v['f1']:.3f}",
+            f"{v['ttd_median_s']:.4g}", f"{v['f1']:.3f}",
         )
     console.print(t)
     console.print(f"{summary['runs']} runs x {len(summary['scenarios'])} scenarios "
@@ -1007,6 +1007,8 @@ def _print_summary(summary: dict, validation: list) -> None:
                   f"in {summary['search_seconds']:.1f} s on {summary['executor']}; "
                   f"validation {summary['validation_seconds']:.1f} s")
     console.print(("[green]" if summary["targets_met"] else "[bold red]") + summary["verdict"])
+    console.print("* = chosen: the largest detection lower bound with a false-alarm upper bound <= "
+                  f"{FALSE_ALARM_TARGET} (else the smallest false-alarm upper bound)")
     if "files" in summary:
         console.print(f"best parameters: {summary['files']['best_params']}")
 
