@@ -464,6 +464,22 @@ def test_full_queue_drops_and_never_blocks():
     assert sum(stats.values()) == 11
 
 
+def test_close_with_a_backlog_returns_and_the_worker_still_exits():
+    hang = Hang()
+    axon = Axon(handlers=[hang], cooldown_ns=0, queue_size=1, handler_timeout=0.5)
+    try:
+        decide(axon, conv(ts=S, nodes=(1,)))
+        assert hang.started.wait(5.0)
+        decide(axon, *(conv(ts=i * S, nodes=(i,)) for i in range(2, 6)))  # one queued, three dropped
+        worker = axon._dispatcher
+        assert axon.close(timeout=0.05) is False  # the backlog is not drained yet
+        worker._thread.join(5.0)
+        assert not worker._thread.is_alive()
+        assert axon.handler_stats["hang"] == {"ok": 0, "failed": 0, "timed_out": 1, "dropped": 3, "skipped": 1}
+    finally:
+        hang.release.set()
+
+
 def test_min_tier_routes_actions():
     low, high = CollectHandler(), CollectHandler(min_tier="INTERDICT")
     axon = Axon(handlers=[low, high], cooldown_ns=0, **CONF_ONLY)

@@ -765,6 +765,7 @@ class _Dispatcher:
         self.stats = stats
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._pending = 0
+        self._stopping = False
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="ctas7-axon-dispatch", daemon=True)
         self._thread.start()
@@ -801,6 +802,8 @@ class _Dispatcher:
                 log.exception("AXON dispatcher: unexpected error on %s", record.decision.decision_id)
             finally:
                 self._done()
+            if self._stopping and self.queue.empty():
+                return
 
     def flush(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -813,10 +816,13 @@ class _Dispatcher:
         return True
 
     def stop(self) -> None:
+        # With a full queue the sentinel cannot go in; the flag then ends the
+        # thread once it has drained what is left.
+        self._stopping = True
         try:
-            self.queue.put(_STOP, timeout=0.1)
+            self.queue.put_nowait(_STOP)
         except queue.Full:
-            pass  # the thread is a daemon; it exits with the process
+            pass
         for lane in self.lanes.values():
             lane.stop()
 
