@@ -16,6 +16,9 @@ __all__ = ["main", "build_parser"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ctas7.demo", "a short demo: events through a shared-memory channel and the default chain"),
     "replay": ("ctas7.replay", "run the default chain over a recorded event stream"),
+    "hft-monte-carlo": ("ctas7.sim.montecarlo", "seeded random search of the chain's parameters over the scenarios"),
+    "hft-las-vegas": ("ctas7.sim.lasvegas", "noisy replays of every scenario with given parameters"),
+    "surreal-load": ("ctas7.sinks.surreal", "load a SurrealDB spill file back into the database"),
 }
 
 
