@@ -136,6 +136,18 @@ def test_read_results_drops_a_torn_last_line(tmp_path):
     assert [r["run_id"] for r in mc.read_results(p)[1]] == [0]
 
 
+def test_parquet_only_with_pyarrow(tmp_path):
+    rows = [{"run_id": 0, "score": 0.5}, {"run_id": 1, "score": 0.25}]
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        assert mc.write_parquet(rows, ["run_id", "score"], tmp_path / "r.parquet") is False
+        assert not (tmp_path / "r.parquet").exists()
+        return
+    assert mc.write_parquet(rows, ["run_id", "score"], tmp_path / "r.parquet") is True
+    assert pq.read_table(tmp_path / "r.parquet").to_pylist() == rows
+
+
 def test_parse_bool_and_parallel_forms():
     p = _parser()
     assert p.parse_args(["--parallel", "true"]).parallel is True

@@ -77,6 +77,7 @@ DETECTION_TARGET = 0.95
 FALSE_ALARM_TARGET = 0.05
 
 RESULTS_FILE = "results.csv"
+RESULTS_PARQUET = "results.parquet"
 VALIDATION_FILE = "validation.csv"
 SUMMARY_FILE = "summary.json"
 BEST_FILE = "best_params.json"
@@ -495,6 +496,22 @@ def read_results(path: Path) -> tuple[list, list]:
 # Execution: in-process, local processes or a Dask cluster
 # ---------------------------------------------------------------------------
 
+def write_parquet(rows: list, columns: list, path: Path) -> bool:
+    """Write the results table as Parquet too, if pyarrow is installed.
+
+    Returns whether a file was written (pyarrow is optional; the CSV is the
+    canonical, appendable table).
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return False
+    table = pa.table({c: [r[c] for r in rows] for c in columns})
+    pq.write_table(table, str(path))
+    return True
+
+
 def parse_bool(text) -> bool:
     """``true/false``, ``yes/no``, ``on/off``, ``1/0`` (for ``--parallel``).
 
@@ -701,7 +718,7 @@ def _prepare_out(out: Path, spec: SearchSpec, resume: bool, say) -> dict:
     else:
         if res_path.exists():
             say(f"replacing the results in {out} (use --resume to continue them)")
-        for name in (RESULTS_FILE, VALIDATION_FILE, SUMMARY_FILE, BEST_FILE):
+        for name in (RESULTS_FILE, RESULTS_PARQUET, VALIDATION_FILE, SUMMARY_FILE, BEST_FILE):
             (out / name).unlink(missing_ok=True)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return done
@@ -879,6 +896,7 @@ def monte_carlo(
             tmp = res_path.with_suffix(".tmp")
             tmp.write_text(_rows_to_csv(rows, columns, header=True))
             os.replace(tmp, res_path)
+            write_parquet(rows, columns, out / RESULTS_PARQUET)
 
         # Phase 2: validate the top-K on held-out seeds, one task per seed.
         t1 = time.perf_counter()
