@@ -217,3 +217,19 @@ def test_noise_free_replay_matches_clean_run(tmp_path):
                           n_ticks=run.n_ticks, drop=(0.0, 0.0), inject=(0.0, 0.0), jitter_ticks=0.0)
     act = bin_activity(out, run.tick_ns, run.n_nodes, run.n_ticks)
     assert np.array_equal(act, run.activity)
+
+
+def test_ctas7_intel_accepts_monte_carlo_best_params_and_rejects_bad_ones(tmp_path, capsys):
+    from ctas7.cli import main
+    from ctas7.sim import montecarlo as mc
+
+    best = tmp_path / "best.json"
+    mc.sample_params(1, 7).to_file(best)
+    assert main(["hft-las-vegas", "--runs", "2", "--null-runs", "1", "--params", str(best), "--scenarios", "1",
+                 "--parallel", "false", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["trials"] >= 2
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(best.read_text()), "convergence_threshold": 1.5}))
+    assert main(["hft-las-vegas", "--params", str(bad)]) != 0
+    err = capsys.readouterr().err
+    assert "convergence_threshold" in err and "Traceback" not in err

@@ -315,3 +315,17 @@ def test_dask_local_cluster_equals_local_run(tmp_path):
     assert res.summary["executor"] == "dask"
     assert (tmp_path / "dask" / mc.RESULTS_FILE).read_text() == (tmp_path / "local" / mc.RESULTS_FILE).read_text()
     assert _same(res.validation, local.validation) and _same(res.best, local.best)
+
+
+def test_original_command_through_ctas7_intel(tmp_path, capsys):
+    from ctas7.cli import main
+
+    rc = main(["hft-monte-carlo", "--runs", "3", "--scenarios", "41", "--parallel", "true", "--cores", "64",
+               "--top-k", "2", "--val-seeds", "1", "--val-null-per-scenario", "1", "--out", str(tmp_path / "o"),
+               "--json"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert len([ln for ln in cap.err.splitlines() if "--cores 64" in ln]) == (1 if os.cpu_count() < 64 else 0)
+    summary = json.loads(cap.out)
+    assert len(summary["scenarios"]) == 41 and summary["evaluations_search"] == 3 * (41 + 8)
+    assert summary["held_out"] == {"incident_runs": 41, "null_runs": 41}
