@@ -551,6 +551,8 @@ def test_native_build_agrees(tmp_path):
     for name in ("_kernels.pyx", "_kernels.pxd"):
         shutil.copy(ROOT / "ctas7" / "_core" / name, core / name)
     shutil.copytree(ROOT / "ctas7" / "_core" / "include", core / "include")
+    for pkg in (core.parent, core):  # Cython finds the twin .pxd through the package layout
+        (pkg / "__init__.py").touch()
     env = dict(os.environ, CTAS7_NATIVE="1", CTAS7_EXTENSIONS="_kernels")
     build = subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],

@@ -36,6 +36,8 @@ VARIANTS = ("scalar", "avx2", "avx512")
 
 cdef const ctas7_kernel_table* _active = NULL
 cdef int _active_variant = 0
+# Detected once: cpuid/xgetbv are slow (a VM exit under a hypervisor).
+cdef const ctas7_kernel_table* _runnable[3]
 
 
 def _built_variants():
@@ -43,8 +45,19 @@ def _built_variants():
             if ctas7_simd_built(v) and ctas7_kernel_table_for(v) != NULL]
 
 
+def _detect():
+    cdef int v
+    for v in range(CTAS7_SIMD_COUNT):
+        _runnable[v] = NULL
+        if VARIANTS[v] in _built_variants() and ctas7_simd_supported(v):
+            _runnable[v] = ctas7_kernel_table_for(v)
+
+
+_detect()
+
+
 def _supported_variants():
-    return [name for name in _built_variants() if ctas7_simd_supported(VARIANTS.index(name))]
+    return [VARIANTS[v] for v in range(CTAS7_SIMD_COUNT) if _runnable[v] != NULL]
 
 
 def _choose(requested, supported):
@@ -143,23 +156,29 @@ cdef const ctas7_kernel_table* _table(object variant) except NULL:
     if variant not in VARIANTS:
         raise ValueError(f"unknown SIMD variant {variant!r}; expected one of {VARIANTS}")
     cdef int v = VARIANTS.index(variant)
-    if not ctas7_simd_built(v) or ctas7_kernel_table_for(v) == NULL:
-        raise RuntimeError(f"SIMD variant {variant!r} is not built into this module")
-    if not ctas7_simd_supported(v):
+    if _runnable[v] == NULL:
+        if not ctas7_simd_built(v) or ctas7_kernel_table_for(v) == NULL:
+            raise RuntimeError(f"SIMD variant {variant!r} is not built into this module")
         raise RuntimeError(f"SIMD variant {variant!r} is not supported by this CPU/OS")
-    return ctas7_kernel_table_for(v)
+    return _runnable[v]
+
+
+cdef object _F32 = np.dtype(np.float32)
+cdef object _U32 = np.dtype(np.uint32)
 
 
 cdef object _check(object a, str name, object dtype, object shape):
+    """Validate one array argument; return it as a flat (1-D view) array."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, not {type(a).__name__}")
     if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, not {a.dtype}")
-    if not a.flags.c_contiguous or not a.flags.aligned:
+        raise TypeError(f"{name} must have dtype {dtype}, not {a.dtype}")
+    flags = a.flags
+    if not flags.c_contiguous or not flags.aligned:
         raise ValueError(f"{name} must be C-contiguous and aligned")
     if shape is not None and a.shape != shape:
         raise ValueError(f"{name} has shape {a.shape}, expected {shape} like the first argument")
-    return a.reshape(-1)
+    return a if a.ndim == 1 else a.reshape(-1)
 
 
 cdef object _check_out(object a, str name, object dtype, object shape):
@@ -169,17 +188,13 @@ cdef object _check_out(object a, str name, object dtype, object shape):
     return flat
 
 
-cdef inline bint _overlap(object a, object b):
-    """True if the two flat arrays share bytes but do not start at the same place."""
-    cdef uintptr_t pa = a.__array_interface__["data"][0]
-    cdef uintptr_t pb = b.__array_interface__["data"][0]
-    cdef uintptr_t na = a.nbytes
-    cdef uintptr_t nb = b.nbytes
-    if na == 0 or nb == 0:
+cdef inline bint _overlap(const void* a, const void* b, Py_ssize_t nbytes) noexcept nogil:
+    """True if two buffers of nbytes share bytes without starting at the same place."""
+    cdef const char* pa = <const char*>a
+    cdef const char* pb = <const char*>b
+    if nbytes == 0 or pa == pb:
         return False
-    if pa == pb:
-        return na != nb
-    return pa < pb + nb and pb < pa + na
+    return pa < pb + nbytes and pb < pa + nbytes
 
 
 cdef inline const float* _fptr(const float[::1] v) noexcept nogil:
@@ -196,20 +211,21 @@ def surprisal(x, mean, var, out=None, variant=None):
     See ``ctas7.kernels.surprisal`` for the full documentation.
     """
     cdef const ctas7_kernel_table* t = _table(variant)
-    fx = _check(x, "x", np.float32, None)
-    fm = _check(mean, "mean", np.float32, x.shape)
-    fv = _check(var, "var", np.float32, x.shape)
+    fx = _check(x, "x", _F32, None)
+    fm = _check(mean, "mean", _F32, x.shape)
+    fv = _check(var, "var", _F32, x.shape)
     if out is None:
         out = np.empty(x.shape, dtype=np.float32)
-    fo = _check_out(out, "out", np.float32, x.shape)
-    for src, name in ((fx, "x"), (fm, "mean"), (fv, "var")):
-        if _overlap(fo, src):
-            raise ValueError(f"out partially overlaps {name}")
+    fo = _check_out(out, "out", _F32, x.shape)
     cdef const float[::1] xv = fx  # IN
     cdef const float[::1] mv = fm  # IN
     cdef const float[::1] vv = fv  # IN
     cdef float[::1] ov = fo  # OUT
     cdef Py_ssize_t n = xv.shape[0]
+    cdef Py_ssize_t nbytes = n * sizeof(float)
+    if (_overlap(_fptr_out(ov), _fptr(xv), nbytes) or _overlap(_fptr_out(ov), _fptr(mv), nbytes)
+            or _overlap(_fptr_out(ov), _fptr(vv), nbytes)):
+        raise ValueError("out partially overlaps an input (it may be an input, not a shifted view)")
     with nogil:
         t.surprisal(_fptr(xv), _fptr(mv), _fptr(vv), _fptr_out(ov), n)
     return out
@@ -217,18 +233,18 @@ def surprisal(x, mean, var, out=None, variant=None):
 
 cdef object _score2(int which, x, baseline, out, variant):
     cdef const ctas7_kernel_table* t = _table(variant)
-    fx = _check(x, "x", np.float32, None)
-    fb = _check(baseline, "baseline", np.float32, x.shape)
+    fx = _check(x, "x", _F32, None)
+    fb = _check(baseline, "baseline", _F32, x.shape)
     if out is None:
         out = np.empty(x.shape, dtype=np.float32)
-    fo = _check_out(out, "out", np.float32, x.shape)
-    for src, name in ((fx, "x"), (fb, "baseline")):
-        if _overlap(fo, src):
-            raise ValueError(f"out partially overlaps {name}")
+    fo = _check_out(out, "out", _F32, x.shape)
     cdef const float[::1] xv = fx  # IN
     cdef const float[::1] bv = fb  # IN
     cdef float[::1] ov = fo  # OUT
     cdef Py_ssize_t n = xv.shape[0]
+    cdef Py_ssize_t nbytes = n * sizeof(float)
+    if _overlap(_fptr_out(ov), _fptr(xv), nbytes) or _overlap(_fptr_out(ov), _fptr(bv), nbytes):
+        raise ValueError("out partially overlaps an input (it may be an input, not a shifted view)")
     cdef ctas7_score2_fn fn = t.binary_entropy if which == 0 else t.relative_score
     with nogil:
         fn(_fptr(xv), _fptr(bv), _fptr_out(ov), n)
@@ -257,15 +273,10 @@ def ewma_update(mean, var, count, x, alpha, outlier_sigma, min_samples, variant=
     See ``ctas7.kernels.ewma_update`` for the full documentation.
     """
     cdef const ctas7_kernel_table* t = _table(variant)
-    fm = _check_out(mean, "mean", np.float32, None)
-    fv = _check_out(var, "var", np.float32, mean.shape)
-    fc = _check_out(count, "count", np.uint32, mean.shape)
-    fx = _check(x, "x", np.float32, mean.shape)
-    arrays = ((fm, "mean"), (fv, "var"), (fc, "count"), (fx, "x"))
-    for i in range(4):
-        for j in range(i + 1, 4):
-            if np.may_share_memory(arrays[i][0], arrays[j][0]):
-                raise ValueError(f"{arrays[i][1]} and {arrays[j][1]} share memory")
+    fm = _check_out(mean, "mean", _F32, None)
+    fv = _check_out(var, "var", _F32, mean.shape)
+    fc = _check_out(count, "count", _U32, mean.shape)
+    fx = _check(x, "x", _F32, mean.shape)
     a = float(alpha)
     s = float(outlier_sigma)
     if not (0.0 < a <= 1.0):
@@ -288,6 +299,18 @@ def ewma_update(mean, var, count, x, alpha, outlier_sigma, min_samples, variant=
     cdef uint32_t ms = min_samples
     if n == 0:
         return None
+    cdef const char* ptrs[4]
+    ptrs[0] = <const char*>&mv[0]
+    ptrs[1] = <const char*>&vv[0]
+    ptrs[2] = <const char*>&cv[0]
+    ptrs[3] = <const char*>&xv[0]
+    cdef Py_ssize_t nbytes = n * 4
+    cdef int i, j
+    for i in range(4):
+        for j in range(i + 1, 4):
+            if ptrs[i] < ptrs[j] + nbytes and ptrs[j] < ptrs[i] + nbytes:
+                names = ("mean", "var", "count", "x")
+                raise ValueError(f"{names[i]} and {names[j]} share memory")
     with nogil:
         t.ewma_update(&mv[0], &vv[0], &cv[0], &xv[0], n, fa, fs, ms)
     return None
