@@ -88,6 +88,7 @@ __all__ = [
     "KINDS",
     "KIND_NAMES",
     "MAX_NODE_TICKS",
+    "MAX_LINE_BYTES",
     "GroupSpec",
     "Seasonality",
     "IncidentSpec",
