@@ -184,6 +184,9 @@ class Subscription:
         self._not_full = asyncio.Event()
         self._not_full.set()
         self._task: asyncio.Task | None = None
+        # Backend hook: awaited with (message, outcome) once a message is
+        # delivered, expired, failed or dropped (NATS acks there).
+        self._on_done = None
 
     def __repr__(self) -> str:
         return f"Subscription(channel={self.channel!r}, name={self.name!r}, policy={self.policy!r}, buffered={len(self._buf)})"
@@ -208,6 +211,9 @@ class Subscription:
             return
         self._closed = True
         self.stats["dropped"] += len(self._buf)
+        if self._on_done is not None:
+            for msg in self._buf:
+                self.bus._loop.create_task(self._on_done(msg, "dropped"))
         self._buf.clear()
         self._not_empty.set()
         self._not_full.set()
@@ -224,8 +230,10 @@ class Subscription:
             if self.policy == "block":
                 self._not_full.clear()
                 return False
-            self._buf.popleft()
+            old = self._buf.popleft()
             self.stats["dropped"] += 1
+            if self._on_done is not None:
+                self.bus._loop.create_task(self._on_done(old, "dropped"))
         self._buf.append(msg)
         self._not_empty.set()
         return True
@@ -235,7 +243,7 @@ class Subscription:
             await self._not_full.wait()
 
     async def _pump(self) -> None:
-        buf, stats = self._buf, self.stats
+        buf, stats, clock = self._buf, self.stats, self.bus._clock
         while True:
             if not buf:
                 self._not_empty.clear()
@@ -246,20 +254,28 @@ class Subscription:
             msg = buf.popleft()
             if len(buf) < self.buffer_size:
                 self._not_full.set()
-            if msg.expires_ns is not None and _now_ns() > msg.expires_ns:
-                stats["expired"] += 1
-                continue
             self._busy = True
             try:
-                result = self.handler(msg)
-                if inspect.isawaitable(result):
-                    await result
-                stats["delivered"] += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                stats["failed"] += 1
-                self.bus._dead_letter(DeadLetter(msg, self.name, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                if msg.expires_ns is not None and clock() > msg.expires_ns:
+                    stats["expired"] += 1
+                    outcome = "expired"
+                else:
+                    try:
+                        result = self.handler(msg)
+                        if inspect.isawaitable(result):
+                            await result
+                        stats["delivered"] += 1
+                        outcome = "delivered"
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        stats["failed"] += 1
+                        outcome = "failed"
+                        self.bus._dead_letter(
+                            DeadLetter(msg, self.name, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                        )
+                if self._on_done is not None:
+                    await self._on_done(msg, outcome)
             finally:
                 self._busy = False
 
@@ -320,6 +336,9 @@ class Taps:
             raise ValueError(f"publish_timeout must be a number >= 0 or None, got {publish_timeout!r}")
         self.publish_timeout = publish_timeout
         self._init_runtime()
+
+    #: Clock of ``Message.published_ns``/``expires_ns`` (NATS: wall clock).
+    _clock = staticmethod(_now_ns)
 
     def _init_runtime(self) -> None:
         self._subs: dict[str, list[Subscription]] = {c: [] for c in self.channels}
