@@ -235,8 +235,10 @@ def build_cases(spec: SearchSpec, part: str = "search", shard: int = 0) -> tuple
     names = spec.scenarios
     if part == "search":
         inc = [_generate(n, derive_seed(spec.seed, _P_SEARCH_INC, k), False) for k, n in enumerate(names)]
+        # Spread the few null runs evenly over the scenarios, not the first few.
+        m = max(spec.search_null_runs, 1)
         null = [
-            _generate(names[j % len(names)], derive_seed(spec.seed, _P_SEARCH_NULL, j), True)
+            _generate(names[(j * len(names)) // m % len(names)], derive_seed(spec.seed, _P_SEARCH_NULL, j), True)
             for j in range(spec.search_null_runs)
         ]
         return inc, null
