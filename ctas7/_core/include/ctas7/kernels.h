@@ -199,33 +199,30 @@ static const ctas7_kernel_table ctas7_kernels_scalar = {
 #define CTAS7_AVX2_INLINE static inline __attribute__((always_inline)) CTAS7_TARGET_AVX2
 #define CTAS7_AVX512_INLINE static inline __attribute__((always_inline)) CTAS7_TARGET_AVX512
 
-/* Cephes logf: natural log for positive normal x (+inf gives a finite value,
- * which the callers make irrelevant).  About 1 ulp on [FLT_MIN, FLT_MAX]. */
-CTAS7_AVX2_INLINE __m256 ctas7_avx2_ln(__m256 x)
+/* log2 for positive normal x with the Cephes logf polynomial (+inf gives a
+ * finite value, which the callers make irrelevant); about 1 ulp. */
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_log2(__m256 x)
 {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256i bits = _mm256_castps_si256(x);
-    __m256i ei = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(126));
-    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
-        _mm256_and_si256(bits, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x3F000000)));
-    __m256 e = _mm256_cvtepi32_ps(ei);
-    __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
-    e = _mm256_sub_ps(e, _mm256_and_ps(small, one));
-    m = _mm256_add_ps(_mm256_sub_ps(m, one), _mm256_and_ps(small, m));
-    __m256 z = _mm256_mul_ps(m, m);
+    /* x = 2^e (1 + f), 1 + f in [sqrt(1/2), sqrt(2)): offsetting the bits by
+     * those of sqrt(1/2) picks e without a compare */
+    const __m256i off = _mm256_set1_epi32(0x3F3504F3);
+    __m256i tmp = _mm256_sub_epi32(_mm256_castps_si256(x), off);
+    __m256i ei = _mm256_srai_epi32(tmp, 23);
+    __m256 f = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_and_si256(tmp, _mm256_set1_epi32(0x007FFFFF)), off)),
+                          _mm256_set1_ps(1.0f));
+    __m256 z = _mm256_mul_ps(f, f);
     __m256 y = _mm256_set1_ps(7.0376836292E-2f);
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.1514610310E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.1676998740E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.2420140846E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.4249322787E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.6668057665E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(2.0000714765E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-2.4999993993E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(3.3333331174E-1f));
-    y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
-    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
-    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
-    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-1.1514610310E-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.1676998740E-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-1.2420140846E-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.4249322787E-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-1.6668057665E-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(2.0000714765E-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-2.4999993993E-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(3.3333331174E-1f));
+    y = _mm256_mul_ps(_mm256_mul_ps(y, f), z);
+    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y); /* ln(1 + f) - f */
+    return _mm256_fmadd_ps(_mm256_add_ps(f, y), _mm256_set1_ps(CTAS7_LOG2E), _mm256_cvtepi32_ps(ei));
 }
 
 CTAS7_AVX2_INLINE __m256 ctas7_avx2_abs(__m256 x)
@@ -256,8 +253,7 @@ CTAS7_AVX2_INLINE __m256 ctas7_avx2_surprisal(__m256 x, __m256 mean, __m256 var)
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C2));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C1));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C0));
-    __m256 r = _mm256_mul_ps(_mm256_add_ps(ctas7_avx2_ln(u), _mm256_fmsub_ps(s, s, p)),
-                             _mm256_set1_ps(CTAS7_LOG2E));
+    __m256 r = _mm256_fmadd_ps(_mm256_fmsub_ps(s, s, p), _mm256_set1_ps(CTAS7_LOG2E), ctas7_avx2_log2(u));
     r = _mm256_max_ps(r, zero);
     r = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_GT_OQ), r); /* s == 0 or NaN -> 0 */
     __m256 degenerate = _mm256_and_ps(_mm256_cmp_ps(ad, zero, _CMP_GT_OQ),
@@ -296,9 +292,9 @@ CTAS7_AVX2_INLINE __m256 ctas7_avx2_entropy(__m256 x, __m256 b)
     const __m256 tiny = _mm256_set1_ps(FLT_MIN);
     __m256 p = ctas7_avx2_deviation(x, b, &valid);
     __m256 q = _mm256_sub_ps(_mm256_set1_ps(1.0f), p);
-    __m256 h = _mm256_mul_ps(p, ctas7_avx2_ln(_mm256_max_ps(p, tiny)));
-    h = _mm256_fmadd_ps(q, ctas7_avx2_ln(_mm256_max_ps(q, tiny)), h);
-    h = _mm256_mul_ps(h, _mm256_set1_ps(-CTAS7_LOG2E));
+    __m256 h = _mm256_mul_ps(p, ctas7_avx2_log2(_mm256_max_ps(p, tiny)));
+    h = _mm256_fmadd_ps(q, ctas7_avx2_log2(_mm256_max_ps(q, tiny)), h);
+    h = _mm256_sub_ps(_mm256_setzero_ps(), h);
     return _mm256_and_ps(valid, _mm256_max_ps(h, _mm256_setzero_ps()));
 }
 
@@ -400,31 +396,28 @@ static const ctas7_kernel_table ctas7_kernels_avx2 = {
  * AVX-512 F + DQ (16 floats); same algorithms, native masks for the tails
  * ------------------------------------------------------------------------ */
 
-CTAS7_AVX512_INLINE __m512 ctas7_avx512_ln(__m512 x)
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_log2(__m512 x)
 {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    __m512i bits = _mm512_castps_si512(x);
-    __m512i ei = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(126));
-    __m512 m = _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_and_si512(bits, _mm512_set1_epi32(0x007FFFFF)), _mm512_set1_epi32(0x3F000000)));
-    __m512 e = _mm512_cvtepi32_ps(ei);
-    __mmask16 small = _mm512_cmp_ps_mask(m, _mm512_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
-    e = _mm512_mask_sub_ps(e, small, e, one);
-    m = _mm512_mask_add_ps(_mm512_sub_ps(m, one), small, _mm512_sub_ps(m, one), m);
-    __m512 z = _mm512_mul_ps(m, m);
+    /* x = 2^e (1 + f), 1 + f in [sqrt(1/2), sqrt(2)): offsetting the bits by
+     * those of sqrt(1/2) picks e without a compare */
+    const __m512i off = _mm512_set1_epi32(0x3F3504F3);
+    __m512i tmp = _mm512_sub_epi32(_mm512_castps_si512(x), off);
+    __m512i ei = _mm512_srai_epi32(tmp, 23);
+    __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_add_epi32(_mm512_and_si512(tmp, _mm512_set1_epi32(0x007FFFFF)), off)),
+                          _mm512_set1_ps(1.0f));
+    __m512 z = _mm512_mul_ps(f, f);
     __m512 y = _mm512_set1_ps(7.0376836292E-2f);
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.1514610310E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.1676998740E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.2420140846E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.4249322787E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.6668057665E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(2.0000714765E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-2.4999993993E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(3.3333331174E-1f));
-    y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
-    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
-    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
-    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(m, y));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.1514610310E-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.1676998740E-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.2420140846E-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.4249322787E-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.6668057665E-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.0000714765E-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-2.4999993993E-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(3.3333331174E-1f));
+    y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
+    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y); /* ln(1 + f) - f */
+    return _mm512_fmadd_ps(_mm512_add_ps(f, y), _mm512_set1_ps(CTAS7_LOG2E), _mm512_cvtepi32_ps(ei));
 }
 
 CTAS7_AVX512_INLINE __m512 ctas7_avx512_abs(__m512 x)
@@ -454,8 +447,7 @@ CTAS7_AVX512_INLINE __m512 ctas7_avx512_surprisal(__m512 x, __m512 mean, __m512 
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C2));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C1));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C0));
-    __m512 r = _mm512_mul_ps(_mm512_add_ps(ctas7_avx512_ln(u), _mm512_fmsub_ps(s, s, p)),
-                             _mm512_set1_ps(CTAS7_LOG2E));
+    __m512 r = _mm512_fmadd_ps(_mm512_fmsub_ps(s, s, p), _mm512_set1_ps(CTAS7_LOG2E), ctas7_avx512_log2(u));
     r = _mm512_max_ps(r, zero);
     r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ), r); /* s == 0 or NaN -> 0 */
     __m512 degenerate = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ad, zero, _CMP_GT_OQ),
@@ -493,9 +485,9 @@ CTAS7_AVX512_INLINE __m512 ctas7_avx512_entropy(__m512 x, __m512 b)
     const __m512 tiny = _mm512_set1_ps(FLT_MIN);
     __m512 p = ctas7_avx512_deviation(x, b, &valid);
     __m512 q = _mm512_sub_ps(_mm512_set1_ps(1.0f), p);
-    __m512 h = _mm512_mul_ps(p, ctas7_avx512_ln(_mm512_max_ps(p, tiny)));
-    h = _mm512_fmadd_ps(q, ctas7_avx512_ln(_mm512_max_ps(q, tiny)), h);
-    h = _mm512_mul_ps(h, _mm512_set1_ps(-CTAS7_LOG2E));
+    __m512 h = _mm512_mul_ps(p, ctas7_avx512_log2(_mm512_max_ps(p, tiny)));
+    h = _mm512_fmadd_ps(q, ctas7_avx512_log2(_mm512_max_ps(q, tiny)), h);
+    h = _mm512_sub_ps(_mm512_setzero_ps(), h);
     return _mm512_maskz_mov_ps(valid, _mm512_max_ps(h, _mm512_setzero_ps()));
 }
 
