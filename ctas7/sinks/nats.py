@@ -73,7 +73,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ctas7.events import EVENT_DTYPE, EVENT_SIZE, validate_batch
-from ctas7.sinks.taps import CHANNELS, DeadLetter, Message, Subscription, Taps, _check_ttl
+from ctas7.sinks.taps import CHANNELS, Message, Subscription, Taps, _check_ttl
 
 __all__ = [
     "EVENTS_STREAM",
