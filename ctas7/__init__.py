@@ -1,27 +1,48 @@
 """ctas7: Cython-accelerated streaming framework for real-time convergence detection.
 
-The top level keeps to the core vocabulary; stages, sources, sinks and the
-simulation tools live in their own modules (``ctas7.stages.meter``,
-``ctas7.sim.montecarlo``, ...) and are imported on first use.
+The core vocabulary is importable from here; heavier parts (stages, rings,
+channels) load on first use, so ``import ctas7`` stays cheap.
+
+>>> import ctas7
+>>> ctas7.EVENT_DTYPE.itemsize
+32
+>>> [s.name for s in ctas7.default_chain().stages]
+['teth', 'meter', 'axon', 'prism']
 """
+
+import importlib
 
 from ctas7.events import EVENT_DTYPE
 from ctas7.stage import Frame, Pipeline, Stage, stage
 
 __version__ = "0.1.0"
 
-__all__ = ["EVENT_DTYPE", "Frame", "Pipeline", "Stage", "stage", "simd_info", "default_chain", "__version__"]
+_LAZY = {
+    "SpscRing": "ctas7.rings",
+    "MpmcRing": "ctas7.rings",
+    "WaitStrategy": "ctas7.rings",
+    "Channel": "ctas7.channel",
+    "Teth": "ctas7.stages.teth",
+    "Meter": "ctas7.stages.meter",
+    "MeterParams": "ctas7.stages.meter",
+    "Axon": "ctas7.stages.axon",
+    "Prism": "ctas7.stages.prism",
+    "Convergence": "ctas7.records",
+    "default_chain": "ctas7.chain",
+    "simd_info": "ctas7.kernels",
+}
+
+__all__ = ["EVENT_DTYPE", "Frame", "Pipeline", "Stage", "stage", "__version__", *_LAZY]
 
 
-def simd_info() -> dict:
-    """Which SIMD kernel variants were built, which the CPU supports and which runs."""
-    from ctas7.kernels import simd_info as _info
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ctas7' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-    return _info()
 
-
-def default_chain(*args, **kwargs):
-    """TETH | Meter | AXON | PRISM; see :func:`ctas7.chain.default_chain`."""
-    from ctas7.chain import default_chain as _chain
-
-    return _chain(*args, **kwargs)
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
