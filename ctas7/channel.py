@@ -48,7 +48,7 @@ import weakref
 
 import numpy as np
 
-from ctas7._core._ring import MpmcRing, SharedWords, SpscRing
+from ctas7._core._ring import ChannelFace, MpmcRing, SharedWords, SpscRing
 from ctas7.events import EVENT_DTYPE, KIND_GAP, monotonic_ns
 
 __all__ = [
@@ -156,7 +156,7 @@ def _pid_alive(pid: int, start: int) -> bool:
     return not (start and len(rest) > 19 and int(rest[19]) != start)
 
 
-class Channel:
+class Channel(ChannelFace):
     """A named shared-memory channel of records (header + lock-free ring).
 
     Use :meth:`create` in one process and :meth:`attach` elsewhere; do not
@@ -340,12 +340,12 @@ class Channel:
         self._unlink_on_close = unlink_on_close
         self._entry = -1  # producer table slot of this handle
         self._entry_pid = 0
-        self._pending: list = []  # (position, gap event) not yet handed out
-        self._countdown = 1024
+        self._pending = []  # (position, gap event) not yet handed out
+        self._countdown = 1024  # fast gets until the next periodic producer check
         self._next_check = 0.0
         self._stall = None  # (position, first seen) of a stuck MPMC slot
-        self._ring_get = ring.get
-        self._ring_put = None
+        self._put_ready = False  # registered producer: put may take the C fast path
+        self._closed_error = ChannelClosed
         _open_channels.add(self)
 
     def __reduce__(self):
@@ -423,7 +423,7 @@ class Channel:
     # ------------------------------------------------------- registration
 
     def _register(self) -> None:
-        if self._ring_put is not None and self._entry_pid == os.getpid():
+        if self._put_ready and self._entry_pid == os.getpid():
             return
         if self._words.load(_H_CLOSED):
             raise ChannelClosed(f"channel {self.name!r} was shut down")
@@ -451,7 +451,7 @@ class Channel:
                 self._ring._bind_producer(w, off + _E_LO, off + _E_BEAT)
                 w.store(_H_LAST_PID, me)
                 self._entry, self._entry_pid = i, me
-                self._ring_put = self._ring.put
+                self._put_ready = True
                 return
         raise RuntimeError(f"channel {self.name!r} has {MAX_PRODUCERS} registered producers already")
 
@@ -460,11 +460,11 @@ class Channel:
             off = _TABLE + self._entry * _ENTRY
             if self._words.cas(off + _E_PID, self._entry_pid, _REAPING):
                 self._free_entry(off)
-        self._entry, self._entry_pid, self._ring_put = -1, 0, None
+        self._entry, self._entry_pid, self._put_ready = -1, 0, False
 
     def _after_fork(self) -> None:
         # The child inherits the parent's registration; it must take its own.
-        self._entry, self._entry_pid, self._ring_put = -1, 0, None
+        self._entry, self._entry_pid, self._put_ready = -1, 0, False
 
     # -------------------------------------------------- gaps, dead producers
 
@@ -576,23 +576,12 @@ class Channel:
 
     # ----------------------------------------------------------------- put
 
-    def put(self, obj, block: bool = True, timeout: float | None = None) -> None:
-        """Put one record (numpy void of the dtype, 7-tuple, or bytes).
-
-        Raises ``queue.Full`` if no slot frees up in time (at once when
-        ``block`` is false), :class:`ChannelClosed` after :meth:`shutdown`.
-        """
-        put = self._ring_put
-        if put is not None and put(obj):
-            return
-        self._put_slow(obj, block, timeout)
-
-    def put_nowait(self, obj) -> None:
-        self.put(obj, False)
+    # put(obj, block=True, timeout=None) and put_nowait(obj) come from
+    # ChannelFace: one C call while a slot is free, else _put_slow.
 
     def _put_slow(self, obj, block, timeout) -> None:
         self._register()
-        if self._ring_put(obj):
+        if self._ring.put(obj):
             return
         deadline = _deadline(block, timeout)
         while True:
@@ -651,20 +640,9 @@ class Channel:
             self._next_check = now + 0.01
             self.check_producers()
 
-    def get(self, block: bool = True, timeout: float | None = None):
-        """Take one record (a numpy void); ``queue.Empty`` if none in time.
-
-        Raises :class:`ChannelClosed` once the channel is shut down and empty.
-        """
-        self._countdown -= 1
-        if not self._pending and self._countdown:
-            rec = self._ring_get()
-            if rec is not None:
-                return rec
-        return self._get_slow(block, timeout)
-
-    def get_nowait(self):
-        return self.get(False)
+    # get(block=True, timeout=None) and get_nowait() come from ChannelFace:
+    # one C call while a record is there and no gap event is due, else
+    # _get_slow (every 1024th get too, for the periodic producer check).
 
     def _wait_loop(self, attempt, block, timeout):
         """Call ``attempt(wait_s)`` until it returns something; None = a gap is due."""
@@ -754,7 +732,6 @@ class Channel:
         if self._mm is None:
             return
         self._unregister()
-        self._ring_get = None
         self._ring.close()
         self._words.close()
         mm, self._mm = self._mm, None

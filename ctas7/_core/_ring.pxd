@@ -77,6 +77,8 @@ cdef class _Ring:
     cdef unsigned char *_ptr(self) except NULL
     cdef const unsigned char *_batch_ptr(self, object batch, Py_ssize_t *n) except NULL
     cdef object _view(self, uint64_t pos, uint64_t k, bint readonly)
+    cdef int _put1(self, object record, uint64_t deadline) except -1
+    cdef object _get1(self, uint64_t deadline)
 
 
 cdef class SpscRing(_Ring):
@@ -92,3 +94,11 @@ cdef class SharedWords:
     cdef unsigned char *_p
     cdef Py_ssize_t _n
     cdef uint64_t *_word(self, Py_ssize_t offset) except NULL
+
+
+cdef class ChannelFace:
+    cdef public _Ring _ring
+    cdef public bint _put_ready
+    cdef public list _pending
+    cdef public int _countdown
+    cdef public object _closed_error

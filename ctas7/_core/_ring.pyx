@@ -26,6 +26,8 @@ from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
+import queue
+
 import numpy as np
 
 from ctas7.events import EVENT_DTYPE
@@ -44,6 +46,7 @@ __all__ = [
     "SpscRing",
     "MpmcRing",
     "SharedWords",
+    "ChannelFace",
     "ring_nbytes",
     "WAIT_SPIN",
     "WAIT_YIELD",
@@ -114,6 +117,7 @@ _WAIT_NAMES = {
 }
 
 cdef object _void_type = np.void
+cdef object _queue_Full = queue.Full
 
 
 cdef inline uint64_t _round_line(uint64_t n) noexcept nogil:
@@ -758,17 +762,12 @@ cdef class _Ring:
 
     # -- one record ---------------------------------------------------------
 
-    def put(self, record, timeout=0.0):
-        """Write one record; return True if written.
-
-        ``record`` is a numpy void of the ring's dtype (``batch[i]``), a
-        7-tuple ``(ts, sch, seq, node, station, kind, value)`` when the dtype
-        is EVENT_DTYPE, or any bytes-like object of ``record_size`` bytes.
-        """
+    cdef int _put1(self, object record, uint64_t deadline) except -1:
+        """Write one record; 1 if written, 0 if full (or closed) when time ran out."""
         cdef event_t ev
         cdef const unsigned char *src
         cdef const unsigned char[::1] raw
-        cdef uint64_t lost = 0, done, deadline
+        cdef uint64_t lost = 0, done
         cdef int strategy = self._wait
         self._ptr()
         if type(record) is _void_type and (<PyVoidScalarObject *>record).descr == self._descr:
@@ -797,7 +796,6 @@ cdef class _Ring:
             if raw.shape[0] != self.record_size:
                 raise ValueError(f"record has {raw.shape[0]} bytes, the ring holds {self.record_size}-byte records")
             src = &raw[0]
-        deadline = 0 if timeout is not None and timeout == 0.0 else _deadline(timeout)
         if self.r.mpmc or deadline:
             with nogil:
                 done = _write_all(&self.r, src, 1, strategy, deadline, &lost)
@@ -807,12 +805,11 @@ cdef class _Ring:
             _beat(&self.r, 0)
         return done == 1
 
-    def get(self, timeout=0.0):
-        """Take one record out as a numpy void; None if none arrived in time."""
+    cdef object _get1(self, uint64_t deadline):
+        """Take one record as a numpy void; None if none arrived in time."""
         cdef uint64_t pos = 0, k, m = 0
         cdef unsigned char buf[256]
         cdef unsigned char *dst = buf
-        cdef uint64_t deadline = 0 if timeout is not None and timeout == 0.0 else _deadline(timeout)
         cdef int strategy = self._wait
         self._ptr()
         if self.record_size > 256:
@@ -834,6 +831,21 @@ cdef class _Ring:
                 return None
         # base NULL: numpy copies the bytes into a fresh void scalar.
         return PyArray_Scalar(dst, <cnp.dtype>self.dtype, NULL)
+
+    def put(self, record, timeout=0.0):
+        """Write one record; return True if written.
+
+        ``record`` is a numpy void of the ring's dtype (``batch[i]``), a
+        7-tuple ``(ts, sch, seq, node, station, kind, value)`` when the dtype
+        is EVENT_DTYPE, or any bytes-like object of ``record_size`` bytes.
+        """
+        cdef uint64_t deadline = 0 if timeout is not None and timeout == 0.0 else _deadline(timeout)
+        return self._put1(record, deadline) == 1
+
+    def get(self, timeout=0.0):
+        """Take one record out as a numpy void; None if none arrived in time."""
+        cdef uint64_t deadline = 0 if timeout is not None and timeout == 0.0 else _deadline(timeout)
+        return self._get1(deadline)
 
     # -- zero copy ----------------------------------------------------------
 
@@ -1097,3 +1109,65 @@ cdef class SharedWords:
         self._p = NULL
         self._n = 0
         self._mv = None
+
+
+cdef class ChannelFace:
+    """The ``queue.Queue``-style ``put``/``get`` of a channel, one C call each.
+
+    The fast path (a record fits / a record is there, no gap event is due)
+    never leaves C. Everything else goes to the subclass's Python methods
+    ``_put_slow(obj, block, timeout)`` and ``_get_slow(block, timeout)``:
+    producer registration, blocking with timeouts, dead-producer checks and
+    in-stream gap events. :class:`ctas7.channel.Channel` is the subclass.
+
+    Attributes the subclass keeps up to date: ``_ring`` (the ring),
+    ``_put_ready`` (this process is a registered producer), ``_pending``
+    (gap events not yet handed out), ``_countdown`` (gets until the next
+    periodic producer check), ``_closed_error`` (exception for puts after
+    shutdown).
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self._ring = None
+        self._put_ready = 0
+        self._pending = []
+        self._countdown = 1024
+        self._closed_error = None
+
+    def put(self, obj, block=True, timeout=None):
+        """Put one record (numpy void of the dtype, 7-tuple, or bytes).
+
+        Raises ``queue.Full`` if no slot frees up in time (at once when
+        ``block`` is false), ``ChannelClosed`` after ``shutdown``.
+        """
+        cdef _Ring ring = self._ring
+        if self._put_ready and ring is not None:
+            if ring._put1(obj, 0):
+                return None
+            if not block:
+                if ctas7_load_acquire_u64(ring.r.closed):
+                    raise (self._closed_error or _queue_Full)("channel was shut down")
+                raise _queue_Full("channel is full")
+        self._put_slow(obj, block, timeout)
+
+    def put_nowait(self, obj):
+        """``put(obj, block=False)``."""
+        self.put(obj, False)
+
+    def get(self, block=True, timeout=None):
+        """Take one record (a numpy void); ``queue.Empty`` if none in time.
+
+        Raises ``ChannelClosed`` once the channel is shut down and drained.
+        """
+        cdef _Ring ring = self._ring
+        cdef object rec
+        self._countdown -= 1
+        if self._countdown > 0 and ring is not None and not self._pending:
+            rec = ring._get1(0)
+            if rec is not None:
+                return rec
+        return self._get_slow(block, timeout)
+
+    def get_nowait(self):
+        """``get(block=False)``."""
+        return self.get(False)
