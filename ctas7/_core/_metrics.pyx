@@ -1,0 +1,160 @@
+"""Hot-path helpers of the shared-memory metrics segment.
+
+HdrHistogram recording straight into a counts array that lives in shared
+memory (the layout of the ``hdrh`` package, so a reader rebuilds a real
+``HdrHistogram`` from the counts), and the scan of a drained batch for the
+cluster's ingest stamps. ``ctas7.metrics`` holds the numpy/hdrh references
+the tests compare these with.
+"""
+
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+
+import numpy as np
+
+__all__ = ["hdr_index", "record", "collect_stamps", "record_spread"]
+
+cdef extern from *:
+    """
+    static inline int ctas7_metrics_clz64(unsigned long long x) { return x ? __builtin_clzll(x) : 64; }
+    """
+    int ctas7_metrics_clz64(unsigned long long x) noexcept nogil
+
+
+# ---------------------------------------------------------------------------
+# C kernels
+# ---------------------------------------------------------------------------
+
+cdef inline int64_t metrics_hdr_index(const metrics_hdr_t *h, int64_t value) noexcept nogil:
+    """Counts index of ``value`` (clamped to [0, counts_len - 1])."""
+    cdef int pow2ceiling, bucket
+    cdef int64_t sub, idx
+    if value < 0:
+        value = 0
+    pow2ceiling = 64 - ctas7_metrics_clz64(<uint64_t>value | h.sub_bucket_mask)
+    bucket = pow2ceiling - h.unit_magnitude - (h.sub_bucket_half_count_magnitude + 1)
+    sub = value >> (bucket + h.unit_magnitude)
+    idx = ((<int64_t>(bucket + 1)) << h.sub_bucket_half_count_magnitude) + sub - h.sub_bucket_half_count
+    if idx >= h.counts_len:
+        idx = h.counts_len - 1
+    return idx
+
+
+
+cdef int _geometry(tuple geom, metrics_hdr_t *h) except -1:
+    unit, half_mag, counts_len = geom
+    if not (0 <= unit < 40 and 0 <= half_mag < 20 and counts_len > 0):
+        raise ValueError(f"bad HdrHistogram geometry {geom!r}")
+    h.unit_magnitude = unit
+    h.sub_bucket_half_count_magnitude = half_mag
+    h.sub_bucket_half_count = 1 << half_mag
+    h.sub_bucket_mask = ((<uint64_t>1 << (half_mag + 1)) - 1) << unit
+    h.counts_len = counts_len
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Python wrappers
+# ---------------------------------------------------------------------------
+
+def hdr_index(tuple geom, int64_t value):
+    """Counts index of ``value`` for ``geom = (unit_magnitude, sub_bucket_half_count_magnitude, counts_len)``."""
+    cdef metrics_hdr_t h
+    _geometry(geom, &h)
+    return metrics_hdr_index(&h, value)
+
+
+def record(uint64_t[::1] counts,  # IN/OUT: histogram counts (shared memory)
+           tuple geom, int64_t value, uint64_t count=1):
+    """Add ``count`` at ``value`` (negative -> 0, too large -> the top bucket)."""
+    cdef metrics_hdr_t h
+    _geometry(geom, &h)
+    if counts.shape[0] < h.counts_len:
+        raise ValueError(f"counts has {counts.shape[0]} words, geometry needs {h.counts_len}")
+    counts[metrics_hdr_index(&h, value)] += count
+
+
+def collect_stamps(batch,  # IN: EVENT_DTYPE records
+                   int stamp_kind,
+                   int64_t[:, ::1] out):  # OUT: rows (first_ns, last_ns, events)
+    """Scan a drained batch: return ``(n_stamps, n_events, n_control)``.
+
+    ``n_events`` counts records below ``KIND_CONTROL_BASE``; each record of
+    kind ``stamp_kind`` is copied to a row of ``out`` as (``ts``, ``sch``,
+    ``value``): first and last intended ingest times and the events it
+    covers. If ``out`` runs short, the remaining stamps are merged into its
+    last row (earliest first time, latest last time, summed events), which
+    only makes the recorded latencies more pessimistic.
+    """
+    from ctas7.events import validate_batch
+
+    validate_batch(batch, name="batch")
+    if out.shape[1] != 3 or out.shape[0] < 1:
+        raise ValueError(f"out must have shape (k >= 1, 3), got ({out.shape[0]}, {out.shape[1]})")
+    cdef Py_ssize_t n = batch.shape[0], i, k = 0, cap = out.shape[0]
+    cdef int64_t events = 0, control = 0
+    cdef uint16_t sk = <uint16_t>stamp_kind
+    if n == 0:
+        return 0, 0, 0
+    cdef const unsigned char[::1] raw = batch.view(np.uint8)
+    cdef const metrics_event_t *ev = <const metrics_event_t *>&raw[0]
+    with nogil:
+        for i in range(n):
+            if ev[i].kind < 0xFF00:
+                events += 1
+                continue
+            control += 1
+            if ev[i].kind != sk:
+                continue
+            if k < cap:
+                out[k, 0] = ev[i].ts
+                out[k, 1] = <int64_t>ev[i].sch
+                out[k, 2] = <int64_t>ev[i].value
+                k += 1
+            else:
+                if ev[i].ts < out[cap - 1, 0]:
+                    out[cap - 1, 0] = ev[i].ts
+                if <int64_t>ev[i].sch > out[cap - 1, 1]:
+                    out[cap - 1, 1] = <int64_t>ev[i].sch
+                out[cap - 1, 2] += <int64_t>ev[i].value
+    return k, events, control
+
+
+def record_spread(uint64_t[::1] counts,  # IN/OUT: histogram counts (shared memory)
+                  tuple geom,
+                  const int64_t[:, ::1] stamps,  # IN: rows (first_ns, last_ns, events)
+                  Py_ssize_t k, int64_t t_done, int points=4):
+    """Record ingest-to-decision latencies of ``k`` stamped batches decided at ``t_done``.
+
+    A stamp covers ``m`` events whose intended ingest times run evenly from
+    ``first_ns`` to ``last_ns``; ``min(points, m)`` latencies are recorded
+    at the midpoints of equal shares of them, weights summing to ``m``.
+    Latency is measured from the *intended* time, so a producer held back
+    by backpressure does not hide the wait (no coordinated omission).
+    Returns ``(events recorded, max latency ns)``.
+    """
+    cdef metrics_hdr_t h
+    _geometry(geom, &h)
+    if counts.shape[0] < h.counts_len:
+        raise ValueError(f"counts has {counts.shape[0]} words, geometry needs {h.counts_len}")
+    if k < 0 or k > stamps.shape[0] or (k and stamps.shape[1] != 3):
+        raise ValueError(f"k={k} rows of a ({stamps.shape[0]}, {stamps.shape[1]}) stamp array")
+    if points < 1:
+        raise ValueError(f"points must be >= 1, got {points}")
+    cdef Py_ssize_t r
+    cdef int64_t m, p, j, c, total = 0, worst = 0, lat, first, span
+    with nogil:
+        for r in range(k):
+            first = stamps[r, 0]
+            span = stamps[r, 1] - first
+            m = stamps[r, 2]
+            if m <= 0:
+                continue
+            p = points if points < m else m
+            for j in range(p):
+                lat = t_done - (first + <int64_t>(<double>span * (2 * j + 1) / (2 * p)))
+                c = m * (j + 1) // p - m * j // p
+                counts[metrics_hdr_index(&h, lat)] += <uint64_t>c
+                if lat > worst:
+                    worst = lat
+            total += m
+    return total, worst
