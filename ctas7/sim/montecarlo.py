@@ -800,7 +800,9 @@ def monte_carlo(
     cores : int
         Local worker processes (1 runs in-process). Ignored with ``scheduler``.
     scheduler : str, optional
-        ``tcp://host:port`` of a Dask scheduler to run on instead.
+        ``tcp://host:port`` of a Dask scheduler to run on instead. Its
+        workers must import the same ctas7 (they rebuild the scenario data
+        from the seed, so only the small spec travels).
     out : path, optional
         Directory for ``results.csv`` (appended per chunk), ``validation.csv``,
         ``summary.json`` and ``best_params.json``. Needed for ``resume``.
