@@ -1,8 +1,15 @@
 """Rings and channels: cross-process throughput, per-event cost, crash resumption.
 
 Each ``track_*`` returns a rate measured in one run (events/s, or ms for
-resumption) with ``multiprocessing.Queue`` as the same-run peer. Run
-``python asv_bench/bench_rings_quick.py`` for medians and ratios without asv.
+resumption). Peers measured the same way: ``multiprocessing.Queue`` (pickled
+batches) and :class:`ShmLockRing`, a plain lock-protected ring in
+``multiprocessing.shared_memory`` written in Python/numpy. Run
+``python asv_bench/bench_rings_quick.py`` for medians of interleaved rounds
+and ratios against the peers without asv.
+
+Cross-process figures depend on both processes getting a core at the same
+time; on a shared 2-core machine compare ratios within one run, not
+absolute rates between runs.
 """
 
 import multiprocessing as mp
@@ -10,6 +17,7 @@ import os
 import queue
 import signal
 import time
+from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -20,76 +28,246 @@ from ctas7.rings import SpscRing
 from .common import rng
 
 FORK = mp.get_context("fork")
+RSIZE = EVENT_DTYPE.itemsize
 
 
 def _name(tag):
     return f"bench-{tag}-{os.getpid()}-{time.monotonic_ns()}"
 
 
-def _batches(n, batch, station=0):
+def _batch(batch, station=0):
     seq = np.arange(batch)
-    return make_events(ts=seq, seq=seq, station=station), n // batch
+    return make_events(ts=seq, seq=seq, station=station)
 
 
-def _channel_producer(name, n, batch, station, go):
-    data, rounds = _batches(n, batch, station)
-    ch = Channel.attach(name)
-    go.wait()
-    for _ in range(rounds):
-        ch.put_many(data)
-    ch.close()
-
-
-def channel_throughput(producers=1, n=4_000_000, batch=4096, wait="sleep"):
-    """Events/s through a channel from ``producers`` processes to this one."""
-    name = _name("tp")
+def _timed(start_children, consume):
+    """Start the producers (they wait on ``go``), then time ``consume()``."""
     go = FORK.Event()
-    with Channel.create(name, 1 << 16, multi_producer=producers > 1, wait=wait) as ch:
-        ps = [FORK.Process(target=_channel_producer, args=(name, n // producers, batch, s, go)) for s in range(producers)]
-        for p in ps:
-            p.start()
-        out = np.empty(1 << 15, EVENT_DTYPE)
-        total = (n // producers // batch) * batch * producers
-        got = 0
-        time.sleep(0.05)
-        t0 = time.perf_counter()
-        go.set()
-        while got < total:
-            got += ch.get_into(out, timeout=10)
-        dt = time.perf_counter() - t0
-        for p in ps:
-            p.join()
+    procs = start_children(go)
+    time.sleep(0.02)  # let them reach go.wait()
+    t0 = time.perf_counter()
+    go.set()
+    got = consume()
+    dt = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"producer exited with {p.exitcode}")
     return got / dt
 
 
-def _queue_producer(q, n, batch, go):
-    data, rounds = _batches(n, batch)
+# ----------------------------------------------------------------- channel
+
+
+def _channel_producer(name, rounds, batch, station, go, mode, wait):
+    data = _batch(batch, station)
+    ch = Channel.attach(name, wait=wait)
+    ch.put_many(data[:0])  # register before the clock starts
+    go.wait()
+    if mode == "copy":
+        for _ in range(rounds):
+            ch.put_many(data)
+    else:
+        # Zero copy: fill the ring's slots in place (through a plain uint64
+        # view: numpy's structured-dtype assignment is ~20x slower than a
+        # byte copy).
+        words, left = data.view(np.uint64), rounds * batch
+        while left:
+            view = ch.claim(min(batch, left), timeout=None)
+            k = len(view)
+            view.view(np.uint64)[:] = words[: 4 * k]
+            ch.commit()
+            left -= k
+            del view
+    ch.close()
+
+
+def channel_throughput(producers=1, n=16_000_000, batch=16384, wait="sleep", capacity=1 << 16, mode="copy"):
+    """Events/s through a channel from ``producers`` processes to this one.
+
+    ``mode`` "copy": ``put_many`` -> ``get_into``; "zero-copy": ``claim`` ->
+    fill -> ``commit`` and ``peek`` -> checksum -> ``release`` (SPSC only).
+    """
+    name = _name("tp")
+    rounds = n // producers // batch
+    total = rounds * batch * producers
+    with Channel.create(name, capacity, multi_producer=producers > 1, wait=wait) as ch:
+
+        def start(go):
+            ps = [
+                FORK.Process(target=_channel_producer, args=(name, rounds, batch, s, go, mode, wait))
+                for s in range(producers)
+            ]
+            for p in ps:
+                p.start()
+            return ps
+
+        def consume():
+            got = 0
+            if mode == "copy":
+                out = np.empty(batch, EVENT_DTYPE)
+                while got < total:
+                    got += ch.get_into(out, timeout=10)
+            else:
+                check = 0
+                while got < total:
+                    view = ch.peek(batch, timeout=10)
+                    check += int(view.view(np.uint64).sum())
+                    got += len(view)
+                    del view
+                    ch.release()
+                expect = int(_batch(batch).view(np.uint64).sum()) * rounds * producers
+                if check != expect:
+                    raise AssertionError("zero-copy checksum mismatch")
+            return got
+
+        return _timed(start, consume)
+
+
+# ------------------------------------------------------------------- peers
+
+
+class ShmLockRing:
+    """Peer: a ring of records in ``shared_memory`` behind one ``multiprocessing.Lock``.
+
+    The simple correct design a Python user would write: head and tail
+    counters and the records in one shared block; every operation takes the
+    lock, checks room, copies with numpy (as bytes) and moves its counter.
+    Fork children use the same object.
+    """
+
+    def __init__(self, capacity, dtype=EVENT_DTYPE):
+        self.capacity = capacity
+        self.rsize = np.dtype(dtype).itemsize
+        self.dtype = np.dtype(dtype)
+        self.lock = FORK.Lock()
+        self.shm = shared_memory.SharedMemory(create=True, size=64 + capacity * self.rsize)
+        self.idx = np.ndarray(2, np.int64, self.shm.buf, 0)  # head, tail
+        self.raw = np.ndarray(capacity * self.rsize, np.uint8, self.shm.buf, 64)
+        self.slots = np.ndarray(capacity, self.dtype, self.shm.buf, 64)
+
+    def put_many(self, batch):
+        """Write what fits of ``batch`` now; return the count."""
+        src, r, cap = batch.view(np.uint8), self.rsize, self.capacity
+        with self.lock:
+            head, tail = int(self.idx[0]), int(self.idx[1])
+            k = min(len(batch), cap - (tail - head))
+            i = tail % cap
+            first = min(k, cap - i)
+            self.raw[i * r : (i + first) * r] = src[: first * r]
+            self.raw[: (k - first) * r] = src[first * r : k * r]
+            self.idx[1] = tail + k
+        return k
+
+    def get_into(self, out):
+        """Fill the front of ``out`` with what is there now; return the count."""
+        dst, r, cap = out.view(np.uint8), self.rsize, self.capacity
+        with self.lock:
+            head, tail = int(self.idx[0]), int(self.idx[1])
+            k = min(len(out), tail - head)
+            i = head % cap
+            first = min(k, cap - i)
+            dst[: first * r] = self.raw[i * r : (i + first) * r]
+            dst[first * r : k * r] = self.raw[: (k - first) * r]
+            self.idx[0] = head + k
+        return k
+
+    def put(self, record):
+        """Write one record; False if the ring is full."""
+        with self.lock:
+            tail = int(self.idx[1])
+            if tail - int(self.idx[0]) >= self.capacity:
+                return False
+            self.slots[tail % self.capacity] = record
+            self.idx[1] = tail + 1
+        return True
+
+    def get(self):
+        """Take one record (a numpy void); None if the ring is empty."""
+        with self.lock:
+            head = int(self.idx[0])
+            if head == int(self.idx[1]):
+                return None
+            rec = self.slots[head % self.capacity].copy()
+            self.idx[0] = head + 1
+        return rec
+
+    def close(self):
+        del self.idx, self.raw, self.slots
+        self.shm.close()
+        self.shm.unlink()
+
+
+def _shmlock_producer(ring, rounds, batch, go):
+    data = _batch(batch)
+    go.wait()
+    for _ in range(rounds):
+        done = 0
+        while done < batch:
+            k = ring.put_many(data[done:])
+            done += k
+            if not k:
+                os.sched_yield()
+
+
+def shmlock_throughput(n=4_000_000, batch=16384, capacity=1 << 16):
+    """Peer: the same batches through :class:`ShmLockRing` (events/s)."""
+    ring = ShmLockRing(capacity)
+    rounds = n // batch
+    total = rounds * batch
+    try:
+
+        def start(go):
+            p = FORK.Process(target=_shmlock_producer, args=(ring, rounds, batch, go))
+            p.start()
+            return [p]
+
+        def consume():
+            out, got = np.empty(batch, EVENT_DTYPE), 0
+            while got < total:
+                k = ring.get_into(out)
+                got += k
+                if not k:
+                    os.sched_yield()
+            return got
+
+        return _timed(start, consume)
+    finally:
+        ring.close()
+
+
+def _queue_producer(q, rounds, batch, go):
+    data = _batch(batch)
     go.wait()
     for _ in range(rounds):
         q.put(data)
     q.put(None)
 
 
-def mpqueue_throughput(n=1_000_000, batch=4096):
+def mpqueue_throughput(n=2_000_000, batch=16384):
     """Peer: the same batches through multiprocessing.Queue (pickled arrays)."""
-    q, go = FORK.Queue(64), FORK.Event()
-    p = FORK.Process(target=_queue_producer, args=(q, n, batch, go))
-    p.start()
-    time.sleep(0.05)
-    got, t0 = 0, time.perf_counter()
-    go.set()
-    while (item := q.get()) is not None:
-        got += len(item)
-    dt = time.perf_counter() - t0
-    p.join()
-    return got / dt
+    q = FORK.Queue(64)
+    rounds = n // batch
+
+    def start(go):
+        p = FORK.Process(target=_queue_producer, args=(q, rounds, batch, go))
+        p.start()
+        return [p]
+
+    def consume():
+        got = 0
+        while (item := q.get()) is not None:
+            got += len(item)
+        return got
+
+    return _timed(start, consume)
 
 
-def ring_single_rate(n=200_000):
-    """Per-event put + get from Python on one ring (events/s)."""
-    ring = SpscRing(bytearray(SpscRing.nbytes(1024)), 1024)
+# --------------------------------------------------------------- per event
+
+
+def _single_rate(put, get, n):
     rec = make_events(ts=[1])[0]
-    put, get = ring.put, ring.get
     t0 = time.perf_counter()
     for _ in range(n):
         put(rec)
@@ -97,28 +275,40 @@ def ring_single_rate(n=200_000):
     return n / (time.perf_counter() - t0)
 
 
+def ring_single_rate(n=200_000):
+    """Per-event put + get from Python on one SpscRing (events/s)."""
+    ring = SpscRing(bytearray(SpscRing.nbytes(1024)), 1024)
+    return _single_rate(ring.put, ring.get, n)
+
+
 def channel_single_rate(n=200_000):
-    """Per-event put + get through the Channel face (events/s)."""
+    """Per-event put + get through the Channel face (queue.Queue-style calls)."""
     with Channel.create(_name("one"), 1024) as ch:
-        rec = make_events(ts=[1])[0]
-        put, get = ch.put, ch.get
-        t0 = time.perf_counter()
-        for _ in range(n):
-            put(rec)
-            get()
-        return n / (time.perf_counter() - t0)
+        ch.put_many(make_events(ts=[0]))  # register as producer
+        ch.get()
+        return _single_rate(ch.put, ch.get, n)
 
 
-def mpqueue_single_rate(n=50_000):
+def shmlock_single_rate(n=100_000):
+    """Peer: per-event put + get on :class:`ShmLockRing`."""
+    ring = ShmLockRing(1024)
+    try:
+        return _single_rate(ring.put, ring.get, n)
+    finally:
+        ring.close()
+
+
+def mpqueue_single_rate(n=20_000):
     """Peer: per-event put + get on multiprocessing.Queue."""
     q = FORK.Queue()
-    rec = make_events(ts=[1])[0]
-    t0 = time.perf_counter()
-    for _ in range(n):
-        q.put(rec)
-        q.get()
-    q.close()
-    return n / (time.perf_counter() - t0)
+    try:
+        return _single_rate(q.put, q.get, n)
+    finally:
+        q.close()
+        q.join_thread()
+
+
+# ------------------------------------------------------------------ resume
 
 
 def _hang(name, ready):
@@ -152,27 +342,52 @@ def resume_after_kill_ms():
     return dt * 1e3
 
 
+# --------------------------------------------------------------------- asv
+
+
 class ChannelThroughput:
-    params = [[1, 2], [1024, 4096, 16384]]
+    """SPSC channel, one producer process -> this one, 32-byte events."""
+
+    params = [["copy", "zero-copy"], ["sleep", "yield"], [1 << 16, 1 << 20], [16384, 65536]]
+    param_names = ["mode", "wait", "capacity", "batch"]
+    timeout = 180
+
+    def setup(self, mode, wait, capacity, batch):
+        if batch > capacity // 2:
+            raise NotImplementedError("batch larger than half the ring")
+        rng(0)
+
+    def track_events_per_s(self, mode, wait, capacity, batch):
+        return channel_throughput(1, 16_000_000, batch, wait, capacity, mode)
+
+    track_events_per_s.unit = "events/s"
+
+
+class MpmcThroughput:
+    """MPMC channel, ``producers`` processes -> this one."""
+
+    params = [[2], [4096, 16384]]
     param_names = ["producers", "batch"]
     timeout = 120
 
-    def setup(self, producers, batch):
-        rng(0)
-
     def track_events_per_s(self, producers, batch):
-        return channel_throughput(producers, 2_000_000, batch)
+        return channel_throughput(producers, 8_000_000, batch)
 
     track_events_per_s.unit = "events/s"
 
 
-class MpQueuePeer:
+class Peers:
+    """The same batches through multiprocessing.Queue and a shm + Lock ring."""
+
     timeout = 120
 
-    def track_events_per_s(self):
-        return mpqueue_throughput(500_000, 4096)
+    def track_mpqueue_events_per_s(self):
+        return mpqueue_throughput(2_000_000, 16384)
 
-    track_events_per_s.unit = "events/s"
+    def track_shmlock_events_per_s(self):
+        return shmlock_throughput(8_000_000, 16384)
+
+    track_mpqueue_events_per_s.unit = track_shmlock_events_per_s.unit = "events/s"
 
 
 class SingleEvent:
@@ -182,10 +397,14 @@ class SingleEvent:
     def track_channel_put_get(self):
         return channel_single_rate()
 
+    def track_shmlock_put_get(self):
+        return shmlock_single_rate()
+
     def track_mpqueue_put_get(self):
         return mpqueue_single_rate()
 
-    track_ring_put_get.unit = track_channel_put_get.unit = track_mpqueue_put_get.unit = "events/s"
+    track_ring_put_get.unit = track_channel_put_get.unit = "events/s"
+    track_shmlock_put_get.unit = track_mpqueue_put_get.unit = "events/s"
 
 
 class Resume:

@@ -119,6 +119,19 @@ _WAIT_NAMES = {
 cdef object _void_type = np.void
 cdef object _queue_Full = queue.Full
 
+# SLEEP waits spin, then yield for this long before they sleep on the futex:
+# a batch producer refills the ring well within it, so neither side pays a
+# futex wake-up (syscall plus scheduler latency) per batch.
+cdef uint64_t _sleep_after_ns = 50000
+
+
+def _set_sleep_after_ns(uint64_t ns):
+    """Set the spin/yield budget of the SLEEP strategy; returns the old one."""
+    global _sleep_after_ns
+    old = _sleep_after_ns
+    _sleep_after_ns = ns
+    return old
+
 
 cdef inline uint64_t _round_line(uint64_t n) noexcept nogil:
     return (n + LINE - 1) & ~(<uint64_t>LINE - 1)
@@ -203,7 +216,7 @@ cdef inline bint _ready_put(ring_t *r) noexcept nogil:
 
 cdef int _await(ring_t *r, bint for_get, int strategy, uint64_t deadline) noexcept nogil:
     """Wait until a get (or put) may make progress. 1 = ready, 0 = timed out."""
-    cdef uint64_t i = 0, now, left
+    cdef uint64_t i = 0, now, left, start = 0
     cdef uint32_t seen
     cdef uint32_t *futex = r.data_futex if for_get else r.space_futex
     cdef uint32_t *waiters = r.data_waiters if for_get else r.space_waiters
@@ -217,9 +230,11 @@ cdef int _await(ring_t *r, bint for_get, int strategy, uint64_t deadline) noexce
         now = ctas7_monotonic_ns()
         if now >= deadline:
             return 0
+        if i == 0:
+            start = now
         if strategy == W_SPIN or i < SPINS:
             ctas7_cpu_relax()
-        elif strategy == W_YIELD or i < SPINS + YIELDS:
+        elif strategy == W_YIELD or i < SPINS + YIELDS or now - start < _sleep_after_ns:
             ctas7_thread_yield()
         else:
             seen = ctas7_load_acquire_u32(futex)
