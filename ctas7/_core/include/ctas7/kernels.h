@@ -220,9 +220,8 @@ CTAS7_AVX2_INLINE __m256 ctas7_avx2_log2(__m256 x)
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(2.0000714765E-1f));
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-2.4999993993E-1f));
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(3.3333331174E-1f));
-    y = _mm256_mul_ps(_mm256_mul_ps(y, f), z);
-    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y); /* ln(1 + f) - f */
-    return _mm256_fmadd_ps(_mm256_add_ps(f, y), _mm256_set1_ps(CTAS7_LOG2E), _mm256_cvtepi32_ps(ei));
+    y = _mm256_fmadd_ps(z, _mm256_fmsub_ps(y, f, _mm256_set1_ps(0.5f)), f); /* ln(1 + f) */
+    return _mm256_fmadd_ps(y, _mm256_set1_ps(CTAS7_LOG2E), _mm256_cvtepi32_ps(ei));
 }
 
 CTAS7_AVX2_INLINE __m256 ctas7_avx2_abs(__m256 x)
@@ -240,7 +239,10 @@ CTAS7_AVX2_INLINE __m256 ctas7_avx2_surprisal(__m256 x, __m256 mean, __m256 var)
 {
     const __m256 zero = _mm256_setzero_ps();
     __m256 ad = ctas7_avx2_abs(_mm256_sub_ps(x, mean));
-    __m256 s = _mm256_mul_ps(_mm256_div_ps(ad, _mm256_sqrt_ps(var)), _mm256_set1_ps(CTAS7_SQRT1_2));
+    /* max(0, var) keeps a NaN var (second operand) and maps var <= 0 to +-0, so the
+     * degenerate baseline falls out of the division: |d|/0 = inf, 0/0 = NaN -> 0 */
+    __m256 sd = _mm256_sqrt_ps(_mm256_max_ps(zero, var));
+    __m256 s = _mm256_mul_ps(ctas7_avx2_abs(_mm256_div_ps(ad, sd)), _mm256_set1_ps(CTAS7_SQRT1_2));
     __m256 u = _mm256_fmadd_ps(s, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f));
     __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), u);
     __m256 p = _mm256_set1_ps(CTAS7_ERFC_C9);
@@ -254,11 +256,8 @@ CTAS7_AVX2_INLINE __m256 ctas7_avx2_surprisal(__m256 x, __m256 mean, __m256 var)
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C1));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C0));
     __m256 r = _mm256_fmadd_ps(_mm256_fmsub_ps(s, s, p), _mm256_set1_ps(CTAS7_LOG2E), ctas7_avx2_log2(u));
-    r = _mm256_max_ps(r, zero);
-    r = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_GT_OQ), r); /* s == 0 or NaN -> 0 */
-    __m256 degenerate = _mm256_and_ps(_mm256_cmp_ps(ad, zero, _CMP_GT_OQ),
-                                      _mm256_set1_ps(INFINITY));
-    return _mm256_blendv_ps(r, degenerate, _mm256_cmp_ps(var, zero, _CMP_LE_OQ));
+    r = _mm256_max_ps(r, zero); /* a NaN r (second operand rule) becomes 0 too */
+    return _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_GT_OQ), r); /* exactly 0 at s == 0 */
 }
 
 CTAS7_TARGET_AVX2 static void ctas7_surprisal_avx2(const float *x, const float *mean,
@@ -415,9 +414,8 @@ CTAS7_AVX512_INLINE __m512 ctas7_avx512_log2(__m512 x)
     y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.0000714765E-1f));
     y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-2.4999993993E-1f));
     y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(3.3333331174E-1f));
-    y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
-    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y); /* ln(1 + f) - f */
-    return _mm512_fmadd_ps(_mm512_add_ps(f, y), _mm512_set1_ps(CTAS7_LOG2E), _mm512_cvtepi32_ps(ei));
+    y = _mm512_fmadd_ps(z, _mm512_fmsub_ps(y, f, _mm512_set1_ps(0.5f)), f); /* ln(1 + f) */
+    return _mm512_fmadd_ps(y, _mm512_set1_ps(CTAS7_LOG2E), _mm512_cvtepi32_ps(ei));
 }
 
 CTAS7_AVX512_INLINE __m512 ctas7_avx512_abs(__m512 x)
@@ -434,7 +432,10 @@ CTAS7_AVX512_INLINE __m512 ctas7_avx512_surprisal(__m512 x, __m512 mean, __m512 
 {
     const __m512 zero = _mm512_setzero_ps();
     __m512 ad = ctas7_avx512_abs(_mm512_sub_ps(x, mean));
-    __m512 s = _mm512_mul_ps(_mm512_div_ps(ad, _mm512_sqrt_ps(var)), _mm512_set1_ps(CTAS7_SQRT1_2));
+    /* max(0, var) keeps a NaN var (second operand) and maps var <= 0 to +-0, so the
+     * degenerate baseline falls out of the division: |d|/0 = inf, 0/0 = NaN -> 0 */
+    __m512 sd = _mm512_sqrt_ps(_mm512_max_ps(zero, var));
+    __m512 s = _mm512_mul_ps(ctas7_avx512_abs(_mm512_div_ps(ad, sd)), _mm512_set1_ps(CTAS7_SQRT1_2));
     __m512 u = _mm512_fmadd_ps(s, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f));
     __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), u);
     __m512 p = _mm512_set1_ps(CTAS7_ERFC_C9);
@@ -448,11 +449,8 @@ CTAS7_AVX512_INLINE __m512 ctas7_avx512_surprisal(__m512 x, __m512 mean, __m512 
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C1));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C0));
     __m512 r = _mm512_fmadd_ps(_mm512_fmsub_ps(s, s, p), _mm512_set1_ps(CTAS7_LOG2E), ctas7_avx512_log2(u));
-    r = _mm512_max_ps(r, zero);
-    r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ), r); /* s == 0 or NaN -> 0 */
-    __m512 degenerate = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ad, zero, _CMP_GT_OQ),
-                                            _mm512_set1_ps(INFINITY));
-    return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(var, zero, _CMP_LE_OQ), degenerate);
+    r = _mm512_max_ps(r, zero); /* a NaN r (second operand rule) becomes 0 too */
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ), r); /* exactly 0 at s == 0 */
 }
 
 CTAS7_TARGET_AVX512 static void ctas7_surprisal_avx512(const float *x, const float *mean,
