@@ -593,16 +593,14 @@ class Channel(ChannelFace):
             if self._ring.put(obj, left):
                 return
 
-    def put_many(self, batch: np.ndarray, block: bool = True, timeout: float | None = None) -> None:
-        """Put a whole batch; blocks (at most ``timeout`` s) while the ring is full.
+    # put_many(batch, block=True, timeout=None) comes from ChannelFace: one C
+    # call when the batch fits, else _put_many_slow with what went in.
 
-        Raises :class:`ChannelFull` (a ``queue.Full``) carrying how many
-        records went in if the time runs out.
-        """
+    def _put_many_slow(self, batch, done, block, timeout) -> None:
         self._register()
         ring = self._ring
         n = len(batch)
-        done = ring.put_many(batch)  # validates the batch
+        done += ring.put_many(batch[done:] if done else batch)  # validates the batch
         if done == n:
             return
         deadline = _deadline(block, timeout)
@@ -672,13 +670,11 @@ class Channel(ChannelFace):
         rec = self._wait_loop(lambda t: self._ring.get(t), block, timeout)
         return self._take_gap()[0] if rec is None else rec
 
-    def get_many(self, max_n: int, block: bool = True, timeout: float | None = None) -> np.ndarray:
-        """Take up to ``max_n`` records (at least one) as a new array.
+    # get_many(max_n, block=True, timeout=None) and get_into(out, block=True,
+    # timeout=None) come from ChannelFace: one C call while records are there,
+    # no gap event is due and the periodic producer check is not due either.
 
-        A gap event (``KIND_GAP``) comes alone, in its own batch, at the
-        position of the stream where the gap happened.
-        Raises ``queue.Empty`` if nothing arrives in time.
-        """
+    def _get_many_slow(self, max_n, block, timeout) -> np.ndarray:
         if max_n == 0:
             return self._ring.get_many(0)
         self._maybe_check()
@@ -694,8 +690,7 @@ class Channel(ChannelFace):
         out = self._wait_loop(attempt, block, timeout)
         return self._take_gap() if out is None else out
 
-    def get_into(self, out: np.ndarray, block: bool = True, timeout: float | None = None) -> int:
-        """Fill the front of ``out``; return the count (a gap event comes alone)."""
+    def _get_into_slow(self, out, block, timeout) -> int:
         self._maybe_check()
         if not self._pending:
             n = self._ring.get_into(out)

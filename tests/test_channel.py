@@ -225,6 +225,35 @@ def test_shutdown(name):
             reader.get(timeout=1)
 
 
+
+def test_queue_face_fast_and_slow_paths(name):
+    """The C fast paths and the Python slow paths hand records over in order."""
+    with Channel.create(name, 64) as ch, Channel.attach(name) as reader:
+        got = []
+        for i in range(3000):  # crosses the periodic producer check (every 1024 gets)
+            ch.put(events(1, i)[0])
+            if i % 3 == 2:
+                got += [int(reader.get()["seq"]) for _ in range(3)]
+        assert got == list(range(3000))
+        ch.put_many(events(40, 3000))
+        second = events(40, 3040)
+        with pytest.raises(ChannelFull) as info:
+            ch.put_many(second, timeout=0.01)  # fast path writes 24, the slow path times out
+        assert info.value.written == 24
+        out = np.zeros(16, EVENT_DTYPE)
+        assert reader.get_into(out) == 16
+        ch.put_many(second[24:])
+        rest = reader.get_many(30)["seq"].tolist() + [int(reader.get(timeout=1)["seq"]) for _ in range(34)]
+        assert out["seq"].tolist() + rest == list(range(3000, 3080))
+        assert reader.qsize() == 0
+        ch.shutdown()
+        with pytest.raises(ChannelClosed):
+            ch.put_nowait(events(1)[0])
+        with pytest.raises(ChannelClosed):
+            ch.put_many(events(1))
+        with pytest.raises(TypeError):
+            ch.get_many("3")
+
 def test_pickle_and_spawn(name):
     with Channel.create(name, 1024) as ch:
         clone = pickle.loads(pickle.dumps(ch))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from ctas7._core import _ring
 from ctas7.events import EVENT_DTYPE, make_events
 from ctas7.rings import MpmcRing, ReferenceRing, SpscRing, WaitStrategy, ring_nbytes
 
@@ -276,6 +277,37 @@ def test_threads_blocking(cls, wait):
     t.join()
     assert np.array_equal(np.concatenate(got), data)
 
+
+
+@pytest.mark.parametrize("cls", RINGS)
+@pytest.mark.parametrize("budget_ns", [0, 10_000_000])
+def test_sleep_budget(cls, budget_ns):
+    """SLEEP waits: straight to the futex (0) or yielding for 10 ms first; no lost wake-up."""
+    old = _ring._set_sleep_after_ns(budget_ns)
+    try:
+        ring = new_ring(cls, 16, wait="sleep")
+        n = 5_000
+        data = events(n)
+
+        def produce():
+            for i in range(0, n, 7):
+                assert ring.put_many(data[i : i + 7], timeout=10) == len(data[i : i + 7])
+                if i % 700 == 0:
+                    time.sleep(0.002)  # let the consumer fall asleep
+
+        t = threading.Thread(target=produce)
+        t.start()
+        got = []
+        while sum(map(len, got)) < n:
+            got.append(ring.get_many(5, timeout=10))
+            assert len(got[-1]), "consumer was not woken"
+        t.join()
+        assert np.array_equal(np.concatenate(got), data)
+        t0 = time.monotonic()
+        assert ring.get(timeout=0.03) is None
+        assert time.monotonic() - t0 >= 0.025
+    finally:
+        assert _ring._set_sleep_after_ns(old) == budget_ns
 
 def test_mpmc_threads_many_producers():
     ring = new_ring(MpmcRing, 128, wait="yield")

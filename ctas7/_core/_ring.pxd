@@ -79,6 +79,8 @@ cdef class _Ring:
     cdef object _view(self, uint64_t pos, uint64_t k, bint readonly)
     cdef int _put1(self, object record, uint64_t deadline) except -1
     cdef object _get1(self, uint64_t deadline)
+    cdef int64_t _put_many(self, object batch, uint64_t deadline, Py_ssize_t *n) except -1
+    cdef int64_t _get_into(self, object out, uint64_t deadline) except -1
 
 
 cdef class SpscRing(_Ring):
@@ -102,3 +104,4 @@ cdef class ChannelFace:
     cdef public list _pending
     cdef public int _countdown
     cdef public object _closed_error
+    cdef public double _next_check

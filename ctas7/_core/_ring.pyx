@@ -102,6 +102,7 @@ cdef enum:
     SPINS = 256
     YIELDS = 64
     SLEEP_SLICE_NS = 10000000
+    NOGIL_BYTES = 16384
 
 WAIT_SPIN = 0
 WAIT_YIELD = 1
@@ -484,6 +485,19 @@ cdef uint64_t _finish_read(ring_t *r, uint64_t pos, uint64_t k, unsigned char *d
     return k
 
 
+cdef uint64_t _read_some(ring_t *r, unsigned char *dst, uint64_t n, int strategy,
+                         uint64_t deadline) noexcept nogil:
+    """Copy up to n records to dst once any are there (skipping MPMC voids)."""
+    cdef uint64_t pos = 0, k, m = 0
+    while True:
+        k = _acquire_read(r, n, strategy, deadline, &pos)
+        if k == 0:
+            return 0
+        m = _finish_read(r, pos, k, dst)
+        if m:
+            return m
+
+
 # ---------------------------------------------------------------------------
 # Python classes
 # ---------------------------------------------------------------------------
@@ -720,15 +734,22 @@ cdef class _Ring:
             written; a number of seconds blocks at most that long.
         """
         cdef Py_ssize_t n
+        return int(self._put_many(batch, _deadline(timeout), &n))
+
+    cdef int64_t _put_many(self, object batch, uint64_t deadline, Py_ssize_t *n) except -1:
+        """put_many with a C deadline; ``n`` receives the batch length."""
         self._ptr()
-        cdef const unsigned char *src = self._batch_ptr(batch, &n)
-        cdef uint64_t deadline = _deadline(timeout)
+        cdef const unsigned char *src = self._batch_ptr(batch, n)
         cdef uint64_t lost = 0, done
         cdef int strategy = self._wait
-        with nogil:
-            done = _write_all(&self.r, src, <uint64_t>n, strategy, deadline, &lost)
+        # Small non-blocking copies are cheaper than dropping the GIL.
+        if deadline == 0 and <uint64_t>n[0] * self.r.rsize < NOGIL_BYTES:
+            done = _write_all(&self.r, src, <uint64_t>n[0], strategy, deadline, &lost)
+        else:
+            with nogil:
+                done = _write_all(&self.r, src, <uint64_t>n[0], strategy, deadline, &lost)
         self.lost_publishes += lost
-        return int(done)
+        return <int64_t>done
 
     def get_many(self, Py_ssize_t max_n, timeout=0.0):
         """Take up to ``max_n`` records out as a new array.
@@ -757,23 +778,22 @@ cdef class _Ring:
 
     def get_into(self, out, timeout=0.0):
         """Fill the front of ``out`` (an array of the ring's dtype); return the count."""
+        return int(self._get_into(out, _deadline(timeout)))
+
+    cdef int64_t _get_into(self, object out, uint64_t deadline) except -1:
         cdef Py_ssize_t n
-        cdef uint64_t pos = 0, k, m = 0
-        cdef uint64_t deadline = _deadline(timeout)
+        cdef uint64_t m
         cdef int strategy = self._wait
         self._ptr()
         cdef unsigned char *dst = <unsigned char *>self._batch_ptr(out, &n)
         if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
             raise ValueError("out must be writable")
-        with nogil:
-            while True:
-                k = _acquire_read(&self.r, <uint64_t>n, strategy, deadline, &pos)
-                if k == 0:
-                    break
-                m = _finish_read(&self.r, pos, k, dst)
-                if m:
-                    break
-        return int(m)
+        if deadline == 0 and <uint64_t>n * self.r.rsize < NOGIL_BYTES:
+            m = _read_some(&self.r, dst, <uint64_t>n, strategy, deadline)
+        else:
+            with nogil:
+                m = _read_some(&self.r, dst, <uint64_t>n, strategy, deadline)
+        return <int64_t>m
 
     # -- one record ---------------------------------------------------------
 
@@ -1138,8 +1158,11 @@ cdef class ChannelFace:
     Attributes the subclass keeps up to date: ``_ring`` (the ring),
     ``_put_ready`` (this process is a registered producer), ``_pending``
     (gap events not yet handed out), ``_countdown`` (gets until the next
-    periodic producer check), ``_closed_error`` (exception for puts after
-    shutdown).
+    periodic producer check), ``_next_check`` (``time.monotonic()`` of the
+    next producer check by batch gets), ``_closed_error`` (exception for
+    puts after shutdown). Batch calls fall back to ``_put_many_slow(batch,
+    done, block, timeout)``, ``_get_into_slow(out, block, timeout)`` and
+    ``_get_many_slow(max_n, block, timeout)``.
     """
 
     def __cinit__(self, *args, **kwargs):
@@ -1148,6 +1171,7 @@ cdef class ChannelFace:
         self._pending = []
         self._countdown = 1024
         self._closed_error = None
+        self._next_check = 0.0
 
     def put(self, obj, block=True, timeout=None):
         """Put one record (numpy void of the dtype, 7-tuple, or bytes).
@@ -1186,3 +1210,42 @@ cdef class ChannelFace:
     def get_nowait(self):
         """``get(block=False)``."""
         return self.get(False)
+
+    def put_many(self, batch, block=True, timeout=None):
+        """Put a whole batch; blocks (at most ``timeout`` s) while the ring is full.
+
+        Raises ``ChannelFull`` (a ``queue.Full``) carrying how many records
+        went in if the time runs out.
+        """
+        cdef _Ring ring = self._ring
+        cdef Py_ssize_t n = 0
+        cdef int64_t done = 0
+        if self._put_ready and ring is not None:
+            done = ring._put_many(batch, 0, &n)
+            if done == n:
+                return None
+        self._put_many_slow(batch, done, block, timeout)
+
+    def get_into(self, out, block=True, timeout=None):
+        """Fill the front of ``out``; return the count (a gap event comes alone)."""
+        cdef _Ring ring = self._ring
+        cdef int64_t got
+        if ring is not None and not self._pending and ctas7_monotonic_ns() * 1e-9 < self._next_check:
+            got = ring._get_into(out, 0)
+            if got:
+                return got
+        return self._get_into_slow(out, block, timeout)
+
+    def get_many(self, Py_ssize_t max_n, block=True, timeout=None):
+        """Take up to ``max_n`` records (at least one) as a new array.
+
+        A gap event (``KIND_GAP``) comes alone, in its own batch, at the
+        position of the stream where the gap happened. Raises
+        ``queue.Empty`` if nothing arrives in time.
+        """
+        cdef _Ring ring = self._ring
+        if max_n > 0 and ring is not None and not self._pending and ctas7_monotonic_ns() * 1e-9 < self._next_check:
+            out = ring.get_many(max_n)
+            if len(out):
+                return out
+        return self._get_many_slow(max_n, block, timeout)
