@@ -4,7 +4,14 @@ The ``numpy`` implementation is the same math written as vectorised float32
 numpy (for surprisal the same log-erfc fit, numpy having no erfc), so the
 ratio against it measures the compiled kernels, not a different algorithm.
 Variants this machine cannot run are skipped (``NotImplementedError``).
+
+``cd asv_bench && python -m benchmarks.kernels`` prints the same comparison
+as medians of interleaved runs in one process (kernel variants and numpy
+taking turns), with throughput and the ratio against numpy.
 """
+
+import threading
+import time
 
 import numpy as np
 
@@ -137,3 +144,71 @@ class SurprisalMemory:
             numpy_surprisal(self.x, self.mean, self.var)
         else:
             kernels.surprisal(self.x, self.mean, self.var)
+
+
+class SurprisalThreads:
+    """The same 2M values split over 1 or 2 threads: faster with 2 only if the GIL is released."""
+
+    params = ([1, 2],)
+    param_names = ["threads"]
+    timeout = 120
+
+    def setup(self, threads):
+        g = rng(11)
+        n = 2_097_152
+        self.mean = g.normal(0.0, 1.0, n).astype(np.float32)
+        self.var = g.uniform(0.5, 2.0, n).astype(np.float32)
+        self.x = g.normal(0.0, 3.0, n).astype(np.float32)
+        self.out = np.empty(n, np.float32)
+        step = n // threads
+        self.chunks = [slice(i * step, (i + 1) * step) for i in range(threads)]
+
+    def _work(self, sl):
+        kernels.surprisal(self.x[sl], self.mean[sl], self.var[sl], out=self.out[sl])
+
+    def time_surprisal_threads(self, threads):
+        workers = [threading.Thread(target=self._work, args=(sl,)) for sl in self.chunks]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+
+def interleaved(sizes=(65_536, 1_048_576), rounds=40):
+    """Median seconds per call for every kernel, variant and numpy, runs interleaved."""
+    rows = []
+    impls = [v for v in kernels.VARIANTS if v in _SUPPORTED] + ["numpy"]
+    for n in sizes:
+        g = rng(n)
+        mean = g.normal(100.0, 10.0, n).astype(np.float32)
+        var = g.uniform(1.0, 25.0, n).astype(np.float32)
+        x = (mean + g.normal(0.0, 3.0, n) * np.sqrt(var)).astype(np.float32)
+        out = np.empty(n, np.float32)
+        count = np.full(n, 50, np.uint32)
+        cases = {
+            "surprisal": (lambda v: kernels.surprisal(x, mean, var, out=out, variant=v),
+                          lambda: numpy_surprisal(x, mean, var)),
+            "binary_entropy": (lambda v: kernels.binary_entropy(x, mean, out=out, variant=v),
+                               lambda: numpy_binary_entropy(x, mean)),
+            "relative_score": (lambda v: kernels.relative_score(x, mean, out=out, variant=v),
+                               lambda: numpy_relative_score(x, mean)),
+            "ewma_update": (lambda v: kernels.ewma_update(mean, var, count, x, 0.05, 4.0, 20, variant=v),
+                            lambda: numpy_ewma_update(mean, var, count, x, 0.05, 4.0, 20)),
+        }
+        for name, (kernel, peer) in cases.items():
+            times = {impl: [] for impl in impls}
+            for _ in range(rounds):
+                for impl in impls:
+                    t0 = time.perf_counter()
+                    peer() if impl == "numpy" else kernel(impl)
+                    times[impl].append(time.perf_counter() - t0)
+            med = {impl: float(np.median(t)) for impl, t in times.items()}
+            for impl in impls:
+                rows.append((name, n, impl, med[impl], n / med[impl], med["numpy"] / med[impl]))
+    return rows
+
+
+if __name__ == "__main__":
+    print(f"{'kernel':15s} {'n':>8s} {'impl':7s} {'median':>10s} {'values/s':>9s} {'vs numpy':>8s}")
+    for name, n, impl, sec, rate, ratio in interleaved():
+        print(f"{name:15s} {n:8d} {impl:7s} {sec * 1e6:8.1f}us {rate / 1e9:7.2f}G {ratio:7.1f}x")
