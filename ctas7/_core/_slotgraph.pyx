@@ -63,14 +63,16 @@ cdef Py_ssize_t sg_best(const uint64_t* mask, const uint8_t* online, const int32
     # Two passes: the latency score is normalised by the largest latency among
     # the candidates, so the candidates are collected first.
     cdef Py_ssize_t s, j, m = 0, best = -1
-    cdef double lmax = 0.0, sc, best_sc = -INFINITY
+    cdef double lmax = 0.0, sc, best_sc = -INFINITY, l
     cdef int32_t nneed = ctas7_sg_popcount64(need)
+    cdef bint ok
     for s in range(n):
-        if online[s] and free[s] >= need_slots and (mask[s] & need) == need:
-            scratch[m] = <int32_t>s
-            m += 1
-            if latency[s] > lmax:
-                lmax = latency[s]
+        # Branch-free: whether a station is a candidate is data-dependent.
+        ok = online[s] & (free[s] >= need_slots) & ((mask[s] & need) == need)
+        scratch[m] = <int32_t>s
+        m += ok
+        l = latency[s] if ok else 0.0
+        lmax = l if l > lmax else lmax
     for j in range(m):
         s = scratch[j]
         sc = ctas7_sg_score(latency[s], lmax, free[s], need_slots, slots[s], nneed, ncaps[s])
