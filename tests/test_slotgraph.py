@@ -251,9 +251,9 @@ def test_timeout_moves_tasks_and_reports_moves():
     # 2 -> 2 (0.375 vs 0.44), 3 -> 1 (station 2 is full).
     assert moves[["task", "src", "dst"]].tolist() == [(0, 0, 1), (1, 0, 1), (2, 0, 2), (3, 0, 1)]
     assert set(moves["reason"].tolist()) == {MOVE_REPLACED}
-    assert (moves["ts"] == 160).all()  # first event more than 100 past 0's last beat (0)
+    assert (moves["ts"] == 110).all()  # the first event more than 100 past 0's last beat (0)
     trans = f.extras["slotgraph_stations"]
-    assert trans[["station", "kind", "ts"]].tolist() == [(0, TIMEOUT, 160)]
+    assert trans[["station", "kind", "ts"]].tolist() == [(0, TIMEOUT, 110)]
     assert not g.is_online(0)
     assert g.assignments() == {0: 1, 1: 1, 2: 2, 3: 1, 4: 2}
     load = g.station_load()
