@@ -11,7 +11,7 @@ from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 import numpy as np
 
-__all__ = ["hdr_index", "record", "collect_stamps", "record_spread"]
+__all__ = ["hdr_index", "record", "collect_stamps", "record_spread", "merge_runs"]
 
 cdef extern from *:
     """
@@ -79,7 +79,7 @@ def collect_stamps(batch,  # IN: EVENT_DTYPE records
     """Scan a drained batch: return ``(n_stamps, n_events, n_control)``.
 
     ``n_events`` counts records below ``KIND_CONTROL_BASE``; each record of
-    kind ``stamp_kind`` is copied to a row of ``out`` as (``ts``, ``sch``,
+    kind ``stamp_kind`` is copied to a row of ``out`` as (``sch``, ``ts``,
     ``value``): first and last intended ingest times and the events it
     covers. If ``out`` runs short, the remaining stamps are merged into its
     last row (earliest first time, latest last time, summed events), which
@@ -106,15 +106,15 @@ def collect_stamps(batch,  # IN: EVENT_DTYPE records
             if ev[i].kind != sk:
                 continue
             if k < cap:
-                out[k, 0] = ev[i].ts
-                out[k, 1] = <int64_t>ev[i].sch
+                out[k, 0] = <int64_t>ev[i].sch
+                out[k, 1] = ev[i].ts
                 out[k, 2] = <int64_t>ev[i].value
                 k += 1
             else:
-                if ev[i].ts < out[cap - 1, 0]:
-                    out[cap - 1, 0] = ev[i].ts
-                if <int64_t>ev[i].sch > out[cap - 1, 1]:
-                    out[cap - 1, 1] = <int64_t>ev[i].sch
+                if <int64_t>ev[i].sch < out[cap - 1, 0]:
+                    out[cap - 1, 0] = <int64_t>ev[i].sch
+                if ev[i].ts > out[cap - 1, 1]:
+                    out[cap - 1, 1] = ev[i].ts
                 out[cap - 1, 2] += <int64_t>ev[i].value
     return k, events, control
 
@@ -158,3 +158,48 @@ def record_spread(uint64_t[::1] counts,  # IN/OUT: histogram counts (shared memo
                     worst = lat
             total += m
     return total, worst
+
+
+def merge_runs(src,  # IN: EVENT_DTYPE records, runs each sorted by ts
+               const int64_t[::1] bounds,  # IN: run r is src[bounds[r]:bounds[r + 1]]
+               dst):  # OUT: EVENT_DTYPE, at least bounds[-1] records
+    """Merge sorted runs of ``src`` by ``ts`` into ``dst`` (stable: ties keep run order); return the count.
+
+    The cluster drains one channel per worker into consecutive runs; the
+    merge hands the chain one batch in event-time order, so a tick of the
+    meter does not close on one worker's events before another's arrive.
+    """
+    from ctas7.events import validate_batch
+
+    validate_batch(src, name="src")
+    validate_batch(dst, name="dst")
+    cdef Py_ssize_t k = bounds.shape[0] - 1, r, best
+    if k < 1:
+        raise ValueError("bounds must hold at least two offsets")
+    cdef Py_ssize_t n = bounds[k]
+    if bounds[0] != 0 or n > src.shape[0] or n > dst.shape[0]:
+        raise ValueError(f"bounds [{bounds[0]}, {n}] do not fit src ({src.shape[0]}) and dst ({dst.shape[0]})")
+    for r in range(k):
+        if bounds[r + 1] < bounds[r]:
+            raise ValueError("bounds must be non-decreasing")
+    if n == 0:
+        return 0
+    if not dst.flags.writeable:
+        raise ValueError("dst must be writable")
+    cdef const unsigned char[::1] rs = src.view(np.uint8)
+    cdef unsigned char[::1] rd = dst.view(np.uint8)
+    cdef const metrics_event_t *s = <const metrics_event_t *>&rs[0]
+    cdef metrics_event_t *d = <metrics_event_t *>&rd[0]
+    cdef int64_t[::1] pos = np.array(bounds[:k], dtype=np.int64)
+    cdef Py_ssize_t i
+    cdef int64_t t
+    with nogil:
+        for i in range(n):
+            best = -1
+            for r in range(k):
+                if pos[r] < bounds[r + 1] and (best < 0 or s[pos[r]].ts < t):
+                    best = r
+                    t = s[pos[r]].ts
+            d[i] = s[pos[best]]
+            pos[best] += 1
+    return n

@@ -26,5 +26,5 @@ ctypedef struct synth_cfg_t:
 
 cdef uint64_t synth_splitmix64(uint64_t *state) noexcept nogil
 
-cdef void synth_fill_c(synth_event_t *out, Py_ssize_t n, uint64_t *state, uint32_t *seqs,
+cdef void synth_fill_c(synth_event_t *out, Py_ssize_t n, uint64_t *state, uint64_t *seqs,
                        const synth_cfg_t *cfg, int64_t t_first, double step_ns) noexcept nogil

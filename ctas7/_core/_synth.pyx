@@ -39,7 +39,7 @@ cdef inline uint64_t synth_splitmix64(uint64_t *state) noexcept nogil:
     return z ^ (z >> 31)
 
 
-cdef void synth_fill_c(synth_event_t *out, Py_ssize_t n, uint64_t *state, uint32_t *seqs,
+cdef void synth_fill_c(synth_event_t *out, Py_ssize_t n, uint64_t *state, uint64_t *seqs,
                        const synth_cfg_t *cfg, int64_t t_first, double step_ns) noexcept nogil:
     cdef Py_ssize_t i
     cdef uint64_t r1, r2
@@ -70,7 +70,7 @@ cdef void synth_fill_c(synth_event_t *out, Py_ssize_t n, uint64_t *state, uint32
             s = <uint32_t>(((r1 >> 48) * <uint64_t>cfg.n_burst) >> 16)
         out[i].ts = ts
         out[i].sch = r2
-        out[i].seq = seqs[s]
+        out[i].seq = <uint32_t>seqs[s]
         seqs[s] += 1
         out[i].station = <uint16_t>(cfg.first_station + s)
         out[i].node = cfg.first_station + s
@@ -100,7 +100,7 @@ def splitmix64(uint64_t[::1] state,  # IN/OUT
 
 def fill(out,  # OUT: EVENT_DTYPE array, C-contiguous, writable
          uint64_t[::1] state,  # IN/OUT: splitmix64 state, one word
-         uint32_t[::1] seqs,  # IN/OUT: next sequence number per station
+         uint64_t[::1] seqs,  # IN/OUT: next sequence number per station (uint64; the record keeps the low 32 bits)
          Py_ssize_t n_stations, Py_ssize_t first_station, Py_ssize_t n_kinds,
          int64_t t_first, double step_ns,
          int64_t burst_period_ns=0, int64_t burst_len_ns=0,

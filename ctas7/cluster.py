@@ -1,0 +1,779 @@
+"""``ctas7-intel hft-cluster``: station worker processes, one pipeline loop, sinks off the hot path.
+
+Layout
+------
+- **Workers** are processes (started from a ``forkserver``, so a restart
+  costs a fork, not an interpreter start). The stations are split across
+  them; each writes into its *own* shared-memory channel (SPSC), created
+  here and attached by the worker (:mod:`ctas7.stations.worker`).
+- **The pipeline loop runs in this (the parent) process.** It owns the
+  channels and the supervision anyway, and on a 2-core machine one more
+  process would only add a hop and a context switch. Each turn it takes
+  what is in every channel (non-blocking, into one preallocated buffer, up
+  to ``max_batch`` records), so batches stay small at low rates and grow
+  under load, runs the chain (TETH | Meter | AXON | PRISM by default) and
+  times every stage.
+- **Sinks** (SurrealDB: convergences, AXON decisions, PRISM reports and a
+  sample of events) run on the sink's own thread; the loop only enqueues.
+
+Latency is ingest-to-decision: each committed worker batch opens with an
+ingest stamp (see :mod:`ctas7.stations.worker`) carrying the *intended*
+ingest times of its events; when the chain returns, the latency of every
+event is recorded into an HdrHistogram in the metrics segment. Measuring
+from the intended time of a paced load is what corrects for coordinated
+omission: a stalled loop shows as latency, not as fewer samples.
+
+Accounting: ``produced = processed + dropped (by reason) + dead_lettered``.
+Produced counts live in shared memory (:mod:`ctas7.metrics`) and survive a
+worker crash; a worker killed with SIGKILL is restarted on the same
+stations (per-station sequence numbers continue), and the events of its
+claim in flight, if the channel reports that claim lost, are counted as
+dropped by the producer crash.
+
+Stopping (SIGINT, SIGTERM, ``--duration``): workers stop producing, every
+channel is drained through the chain, AXON and the sinks are closed, and
+every segment is unlinked. Segments of a cluster that died without
+cleaning up are swept at the next start.
+
+Examples
+--------
+>>> import argparse
+>>> p = argparse.ArgumentParser()
+>>> add_arguments(p)
+>>> a = p.parse_args("--ground-stations 247 --threads 64 --latency-target 200us --throughput-target 5M".split())
+>>> a.threads, parse_duration_ns(a.latency_target), parse_count(a.throughput_target)
+(64, 200000, 5000000.0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Cluster", "add_arguments", "run", "parse_count", "parse_duration_ns", "plan_workers"]
+
+_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_COUNT_SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
+
+
+def parse_duration_ns(text: str) -> int:
+    """``'200us'`` -> 200000 (units ns, us/µs, ms, s; a bare number is µs).
+
+    >>> parse_duration_ns("1ms"), parse_duration_ns("250")
+    (1000000, 250000)
+    """
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ns|us|µs|ms|s)?\s*", str(text))
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (e.g. 200us, 1ms)")
+    return int(round(float(m.group(1)) * _UNITS_NS[m.group(2) or "us"]))
+
+
+def parse_count(text: str) -> float:
+    """``'5M'`` -> 5e6 (suffixes k, M, G; ``'max'`` -> inf).
+
+    >>> parse_count("5M"), parse_count("250k"), parse_count("1e6")
+    (5000000.0, 250000.0, 1000000.0)
+    """
+    t = str(text).strip()
+    if t.lower() in ("max", "inf", "unpaced"):
+        return float("inf")
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([kKmMgG]?)", t)
+    if not m:
+        raise ValueError(f"not a count: {text!r} (e.g. 5M, 250k, max)")
+    v = float(m.group(1)) * _COUNT_SUFFIX[m.group(2)]
+    if not v > 0:
+        raise ValueError(f"must be > 0: {text!r}")
+    return v
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def plan_workers(threads: int, stations: int, source: str, *, oversubscribe: bool = False, cores: int | None = None):
+    """Station ranges per worker and a one-line note on placement.
+
+    Synthetic stations are split as evenly as possible over
+    ``min(threads, stations, cores)`` workers (all ``threads`` with
+    ``oversubscribe``): more busy processes than cores only adds context
+    switches. Any other source is one input, read by one worker.
+
+    >>> plan_workers(64, 247, "synthetic", cores=2)[0]
+    [(0, 124), (124, 123)]
+    """
+    if threads < 1 or stations < 1:
+        raise ValueError(f"--threads and --ground-stations must be >= 1, got {threads}, {stations}")
+    cores = cores or _cores()
+    if source != "synthetic" and not source.startswith("synthetic:"):
+        return [(0, stations)], f"1 worker reads {source} (one input; --threads {threads} does not split it)"
+    n = min(threads, stations) if oversubscribe else min(threads, stations, cores)
+    base, extra = divmod(stations, n)
+    ranges, first = [], 0
+    for i in range(n):
+        k = base + (1 if i < extra else 0)
+        ranges.append((first, k))
+        first += k
+    if n < threads:
+        note = (f"{n} worker processes (--threads {threads} capped to the {cores} usable cores; "
+                f"stations split {'/'.join(str(k) for _, k in ranges)})")
+    else:
+        note = f"{n} worker processes on {cores} cores ({'oversubscribed, ' if n > cores else ''}stations split " \
+               f"{'/'.join(str(k) for _, k in ranges[:8])}{'/...' if n > 8 else ''})"
+    return ranges, note
+
+
+class Cluster:
+    """The multi-process runtime behind ``hft-cluster`` (usable from Python).
+
+    Parameters
+    ----------
+    stations : int
+        Ground stations (synthetic source).
+    workers : list of (first_station, n_stations)
+        One worker process per entry (see :func:`plan_workers`).
+    source : str
+        ``synthetic``, ``file:PATH``, ``rss:PATH_OR_URL``, ``udp:PORT`` or ``nats://HOST:PORT``.
+    rate : float
+        Offered events/s in total (synthetic; ``inf`` = as fast as possible).
+    params : path, dict or None
+        Meter parameters (:func:`ctas7.chain.load_params`).
+    surreal : str or None
+        SurrealDB URL, ``None`` for none.
+    name : str
+        Metrics segment ``ctas7-metrics-<name>``; channels ``ctas7-cluster-<name>-w<i>``.
+    chain : Pipeline, optional
+        The chain to run (default :func:`ctas7.chain.default_chain`).
+    """
+
+    def __init__(self, *, stations: int = 247, workers=((0, 247),), source: str = "synthetic", rate: float = 1e6,
+                 params=None, surreal: str | None = None, name: str | None = None, seed: int = 0,
+                 burst_every: float = 5.0, burst_len: float = 0.3, sample_events: float = 100.0,
+                 dead_letter_dir: str | os.PathLike = ".ctas7-data/dead-letter", channel_capacity: int = 1 << 17,
+                 max_batch: int = 65_536, worker_batch: int = 8192, chain=None, metrics: bool = True,
+                 idle_sleep: float = 20e-6, max_lag: float = 0.02, config: dict | None = None):
+        from ctas7.chain import default_chain
+
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
+        self.stations = int(stations)
+        self.ranges = [tuple(map(int, r)) for r in workers]
+        self.source = source
+        self.rate = float(rate)
+        self.surreal = surreal
+        self.name = name or f"{os.getpid()}"
+        self.seed = int(seed)
+        self.burst_every = float(burst_every)
+        self.burst_len = float(burst_len)
+        self.sample_events = float(sample_events)
+        self.dead_letter_dir = Path(dead_letter_dir)
+        self.channel_capacity = int(channel_capacity)
+        self.max_batch = int(max_batch)
+        self.worker_batch = int(worker_batch)
+        self.idle_sleep = float(idle_sleep)
+        self.max_lag = float(max_lag)
+        self.use_metrics = bool(metrics)
+        self.config = dict(config or {})
+        self.chain = chain if chain is not None else default_chain(params)
+        self.stages = list(self.chain.stages)
+        self.stage_names = self.chain._unique_names(self.stages) if hasattr(self.chain, "_unique_names") else \
+            [s.name for s in self.stages]
+        self._stop = False
+        self.processed = 0
+        self.reports: list = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def request_stop(self, *_args) -> None:
+        """Ask the loop to stop (signal-safe)."""
+        self._stop = True
+
+    def _setup(self) -> None:
+        from ctas7.channel import Channel, sweep
+        from ctas7.metrics import Metrics
+        from ctas7.metrics import sweep as msweep
+        from ctas7.stations.worker import set_timer_slack
+
+        sweep("cluster-")
+        msweep()
+        set_timer_slack()
+        n = len(self.ranges)
+        self.metrics = Metrics.create(self.name, n_workers=n, n_stations=self.stations, stages=self.stage_names,
+                                      config={"source": self.source, "rate": self.rate, "workers": n, **self.config})
+        self.channels = []
+        try:
+            for i in range(n):
+                self.channels.append(Channel.create(f"cluster-{self.name}-w{i}", self.channel_capacity, emit_gaps=False))
+        except BaseException:
+            self._close_segments()
+            raise
+        self.rings = [ch.ring for ch in self.channels]
+        m = self.metrics
+        self._i = {f: [m.worker_index(i, f) for i in range(n)] for f in
+                   ("state", "dead_lettered", "restarts", "lost_records", "gaps", "ring_occupancy", "dropped_crash",
+                    "lost_slots", "status", "first_station", "n_stations", "pid")}
+        for i, (first, k) in enumerate(self.ranges):
+            m.set(self._i["first_station"][i], first)
+            m.set(self._i["n_stations"][i], k)
+        self._lost_seen = [0] * n
+        self.dropped_crash = [0] * n
+        self.lost_slots = [0] * n
+        self.restarts = [0] * n
+        self.incarnation = [0] * n
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["numpy", "ctas7.channel", "ctas7.metrics", "ctas7.stations.worker"])
+        self.procs = [None] * n
+        self.sink = None
+        if self.surreal:
+            from ctas7.sinks.surreal import SurrealSink
+
+            self.sink = SurrealSink(self.surreal, event_every=1, put_timeout=0.0)
+
+    def _spec(self, i: int):
+        from ctas7.channel import _start_time
+        from ctas7.stations.worker import WorkerSpec
+
+        first, k = self.ranges[i]
+        synthetic = self.source == "synthetic"
+        per_worker = None if self.rate == float("inf") else self.rate * k / self.stations
+        dl = None
+        if not synthetic:
+            self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
+            dl = str(self.dead_letter_dir / f"{self.name}-w{i}.jsonl")
+        period = int(self.burst_every * 1e9)
+        return WorkerSpec(
+            index=i, channel=self.channels[i].name, metrics=self.name, source=self.source, first_station=first,
+            n_stations=k, total_stations=self.stations, rate=per_worker, seed=self.seed,
+            incarnation=self.incarnation[i], max_batch=self.worker_batch, burst_period_ns=period,
+            burst_len_ns=int(self.burst_len * 1e9) if period else 0, dead_letter=dl, parent_pid=os.getpid(),
+            parent_start=_start_time(os.getpid()),
+        )
+
+    def _start_worker(self, i: int) -> None:
+        from ctas7.stations.worker import run_worker
+
+        p = self._ctx.Process(target=run_worker, args=(self._spec(i),), name=f"ctas7-station-worker-{i}", daemon=True)
+        p.start()
+        self.procs[i] = p
+
+    def _resolve(self, i: int) -> None:
+        """Account for worker ``i`` after it exited (cleanly or not)."""
+        from ctas7.metrics import PEND_BITS, PEND_MASK
+
+        ch, m = self.channels[i], self.metrics
+        ch.check_producers()
+        lost = ch.lost - self._lost_seen[i]
+        self._lost_seen[i] = ch.lost
+        w = m.words[self._i["state"][i]]
+        produced, pend = w >> PEND_BITS, w & PEND_MASK
+        if pend:
+            if lost >= pend + 1:  # the claim holding them was never committed
+                self.dropped_crash[i] += pend
+                self.lost_slots[i] += lost - pend - 1
+            else:
+                self.lost_slots[i] += lost
+            m.store_atomic(self._i["state"][i], (produced + pend) << PEND_BITS)
+        else:
+            self.lost_slots[i] += lost
+        m.set(self._i["dropped_crash"][i], self.dropped_crash[i])
+        m.set(self._i["lost_slots"][i], self.lost_slots[i])
+        m.set(self._i["lost_records"][i], ch.lost)
+        m.set(self._i["gaps"][i], ch.gaps)
+        m.set(m.DROPPED_CRASH, sum(self.dropped_crash))
+        m.set(m.LOST_SLOTS, sum(self.lost_slots))
+        m.set(m.GAPS, sum(c.gaps for c in self.channels))
+
+    def _supervise(self, restart: bool) -> None:
+        m = self.metrics
+        for i, p in enumerate(self.procs):
+            if p is None or p.exitcode is None:
+                continue
+            p.join()
+            self._resolve(i)
+            if restart:
+                m.set(self._i["status"][i], 3)
+                self.restarts[i] += 1
+                self.incarnation[i] += 1
+                m.set(self._i["restarts"][i], self.restarts[i])
+                m.set(m.RESTARTS, sum(self.restarts))
+                self._start_worker(i)
+            else:
+                self.procs[i] = None
+
+    # ------------------------------------------------------------ hot path
+
+    def _step(self, batch: np.ndarray) -> None:
+        from ctas7._core._metrics import collect_stamps, record, record_spread
+        from ctas7.stage import Frame
+
+        k, n_ev, n_ctl = collect_stamps(batch, self._stamp_kind, self._stamps)
+        frame = Frame(events=batch, ingest_ns=int(self._stamps[0, 0]) if k else 0)
+        clock = time.perf_counter_ns
+        m = self.metrics if self.use_metrics else None
+        if m is not None:
+            geom, hists, acc = self._geom, self._hists, self._stage_acc
+            for j, s in enumerate(self.stages):
+                t0 = clock()
+                frame = s.process(frame)
+                dt = clock() - t0
+                record(hists[j + 1], geom, dt, 1)
+                a = acc[j]
+                a[0] += n_ev
+                a[1] += 1
+                a[2] += dt
+                if dt > a[3]:
+                    a[3] = dt
+            record_spread(hists[0], geom, self._stamps, k, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+        else:
+            for s in self.stages:
+                frame = s.process(frame)
+        self.processed += n_ev
+        self._control += n_ctl
+        self._stamp_count += k
+        self._batches += 1
+        if frame.convergences or frame.responses or frame.reports:
+            self._decisions(frame)
+        if self.sink is not None and self._sample_budget >= 1 and n_ev:
+            self._sample(batch)
+
+    def _decisions(self, frame) -> None:
+        from ctas7.replay import alarm_record
+
+        self._convergences += len(frame.convergences)
+        self._actions += len(frame.responses)
+        for r in frame.reports:
+            rec = alarm_record(r)
+            self.reports.append(rec)
+            if self.use_metrics:
+                self.metrics.push_convergence(rec)
+        if self.sink is not None:
+            try:
+                self.sink.submit_records("convergences", frame.convergences)
+                self.sink.submit_records("responses", frame.responses)
+                self.sink.submit_records("reports", frame.reports)
+            except (TypeError, ValueError) as exc:
+                self._sink_errors += 1
+                self._sink_last_error = f"{type(exc).__name__}: {exc}"
+
+    def _sample(self, batch: np.ndarray) -> None:
+        from ctas7.events import KIND_CONTROL_BASE
+
+        take = int(min(self._sample_budget, 256))
+        head = batch[: take * 2]
+        ev = np.ascontiguousarray(head[head["kind"] < KIND_CONTROL_BASE][:take])
+        if len(ev):
+            self._sample_budget -= len(ev)
+            self.sink.submit_events(ev)
+
+    def _publish(self, now: float) -> None:
+        """Per 100 ms: counters, throughput ring, occupancy, sink backlog."""
+        m = self.metrics
+        if self.use_metrics:
+            for j, a in enumerate(self._stage_acc):
+                m.stage_words[j, :] = a
+            for i, r in enumerate(self.rings):
+                m.set(self._i["ring_occupancy"][i], len(r))
+            m.set(m.PROCESSED, self.processed)
+            m.set(m.BATCHES, self._batches)
+            m.set(m.CONTROL_RECORDS, self._control)
+            m.set(m.STAMPS, self._stamp_count)
+            m.set(m.CONVERGENCES, self._convergences)
+            m.set(m.AXON_ACTIONS, self._actions)
+            m.set(m.REPORTS, len(self.reports))
+            m.set(m.RING_OCCUPANCY, sum(len(r) for r in self.rings))
+            m.set(m.DEAD_LETTERED, sum(m.words[j] for j in self._i["dead_lettered"]))
+            m.push_throughput(self.processed - self._tput_last)
+            if self.sink is not None:
+                st = self.sink.stats
+                m.set(m.SINK_SUBMITTED, st.submitted)
+                m.set(m.SINK_WRITTEN, st.written)
+                m.set(m.SINK_SPILLED, st.spilled)
+                m.set(m.SINK_IN_FLIGHT, max(0, st.in_flight))
+            m.touch()
+        self._tput_last = self.processed
+        self._sample_budget = min(self._sample_budget + self.sample_events * 0.1, max(256.0, self.sample_events))
+
+    def _drain_once(self, rot: int, flush: bool = False) -> int:
+        """Take what every channel holds (up to ``max_batch``), merged by event time, through the chain.
+
+        With several paced synthetic workers, events pass only up to the
+        *watermark*, the oldest latest-time among the channels heard from
+        in the last ``max_lag`` seconds; the rest waits in front of the
+        buffer for the next turn. Without it, a worker descheduled for a
+        few ms delivers late, its events land in the meter's open tick
+        together, and half the stations "converge" on a scheduling hiccup.
+        Returns the records taken from the channels.
+        """
+        buf, rings, cap, bounds = self._buf, self.rings, self.max_batch, self._bounds
+        n = carry = self._carry
+        w = len(rings)
+        runs = 0
+        if carry:
+            runs, bounds[1] = 1, carry
+        last_ts, last_wall = self._last_ts, self._last_wall
+        now = time.monotonic()
+        for j in range(w):
+            if n >= cap:
+                break
+            c = (rot + j) % w
+            got = rings[c].get_into(buf[n:])
+            if got:
+                n += got
+                runs += 1
+                bounds[runs] = n
+                last_ts[c] = buf[n - 1]["ts"]
+                last_wall[c] = now
+        if n == 0:
+            return 0
+        if runs > 1:
+            self._merge(buf, bounds[: runs + 1], self._merged)
+            src = self._merged
+        else:
+            src = buf
+        cut = n
+        if self._watermark and not flush:
+            live = [int(t) for t, seen in zip(last_ts, last_wall) if now - seen < self.max_lag]
+            if live:
+                wm = min(live)
+                ts = src["ts"]
+                if ts[n - 1] > wm:
+                    cut = int(np.searchsorted(ts[:n], wm, side="right"))
+        if cut:
+            self._step(src[:cut])
+        rest = n - cut
+        if rest:
+            buf[:rest] = src[cut:n]
+        self._carry = rest
+        return n - carry
+
+    # ------------------------------------------------------------ run
+
+    def run(self, duration: float | None = None, *, handle_signals: bool = True, on_started=None) -> dict:
+        """Run until ``duration`` seconds pass or a stop is requested; return the summary."""
+        from ctas7.events import empty
+        from ctas7.metrics import histogram_geometry
+        from ctas7.stations.worker import KIND_STAMP
+
+        self._stamp_kind = KIND_STAMP
+        from ctas7._core._metrics import merge_runs
+
+        self._buf = empty(self.max_batch)
+        self._merged = empty(self.max_batch)
+        self._merge = merge_runs
+        self._bounds = np.zeros(len(self.ranges) + 2, dtype=np.int64)
+        self._carry = 0
+        self._last_ts = np.zeros(len(self.ranges), dtype=np.int64)
+        self._last_wall = [0.0] * len(self.ranges)
+        self._watermark = self.source == "synthetic" and len(self.ranges) > 1 and self.rate != float("inf")
+        self._stamps = np.zeros((4096, 3), dtype=np.int64)
+        _, self._geom = histogram_geometry()
+        self._stage_acc = [[0, 0, 0, 0] for _ in self.stages]
+        self._control = self._stamp_count = self._batches = self._convergences = self._actions = 0
+        self._sink_errors, self._sink_last_error = 0, ""
+        self._tput_last = 0
+        self._sample_budget = float(min(self.sample_events, 256))
+        old = {}
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, self.request_stop)
+        t_setup = time.perf_counter()
+        self._setup()
+        try:
+            self._hists = self.metrics.hist_counts
+            for i in range(len(self.ranges)):
+                self._start_worker(i)
+            self.metrics.set_state("running")
+            t0 = time.perf_counter()
+            startup_s = t0 - t_setup
+            if on_started is not None:
+                on_started(self)
+            self._loop(t0, duration)
+            t_stop = time.perf_counter()
+            self._shutdown()
+            elapsed = t_stop - t0
+            return self._summary(elapsed, time.perf_counter() - t_stop, startup_s)
+        finally:
+            self._teardown()
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+    def _loop(self, t0: float, duration: float | None) -> None:
+        end = None if duration is None else t0 + duration
+        mono = time.monotonic
+        sleep = time.sleep
+        next_sup = next_pub = mono()
+        rot = 0
+        idle = self.idle_sleep
+        while not self._stop:
+            n = self._drain_once(rot)
+            rot += 1
+            now = mono()
+            if now >= next_sup:
+                next_sup = now + 0.02
+                self._supervise(restart=True)
+                if now >= next_pub:
+                    next_pub = now + 0.1
+                    self._publish(now)
+                if end is not None and time.perf_counter() >= end:
+                    break
+            if not n:
+                sleep(idle)
+
+    def _shutdown(self) -> None:
+        """Stop producing, drain every channel through the chain, flush."""
+        self.metrics.set_state("stopping")
+        deadline = time.monotonic() + 10.0
+        rot = 0
+        while any(p is not None for p in self.procs):
+            if not self._drain_once(rot):
+                time.sleep(self.idle_sleep)
+            rot += 1
+            self._supervise(restart=False)
+            if time.monotonic() > deadline:
+                for p in self.procs:
+                    if p is not None and p.exitcode is None:
+                        p.kill()
+                deadline = time.monotonic() + 5.0
+        while self._drain_once(rot) or self._carry:
+            rot += 1
+            if not any(len(r) for r in self.rings):
+                self._drain_once(rot, flush=True)
+        self._publish(time.monotonic())
+
+    def _teardown(self) -> None:
+        for p in getattr(self, "procs", []):
+            if p is not None and p.exitcode is None:
+                p.kill()
+                p.join(5)
+        axon = next((s for s in self.stages if hasattr(s, "close") and type(s).__name__ == "Axon"), None)
+        if axon is not None:
+            try:
+                axon.close()
+            except Exception as exc:  # noqa: BLE001 - a handler error must not keep segments alive
+                print(f"hft-cluster: AXON close failed: {exc}", file=sys.stderr)
+        sink, self.sink = getattr(self, "sink", None), None
+        if sink is not None:
+            sink.close()
+            self._sink_stats = sink.stats
+        self._close_segments()
+
+    def _close_segments(self) -> None:
+        for ch in getattr(self, "channels", []):
+            ch.close()
+        m = getattr(self, "metrics", None)
+        if m is not None and m._mm is not None:
+            m.set_state("done")
+            m.close()
+
+    # ------------------------------------------------------------ summary
+
+    def _dead_letter_reasons(self) -> dict:
+        reasons: dict = {}
+        for i in range(len(self.ranges)):
+            path = self.dead_letter_dir / f"{self.name}-w{i}.jsonl"
+            if not path.exists():
+                continue
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        r = json.loads(line)["reason"]
+                    except (ValueError, KeyError):
+                        r = "unreadable dead-letter line"
+                    reasons[r] = reasons.get(r, 0) + 1
+        return reasons
+
+    def _summary(self, elapsed: float, drain_s: float, startup_s: float) -> dict:
+        from ctas7.metrics import PEND_BITS, MetricsReader, summarize
+
+        m = self.metrics
+        for j, a in enumerate(self._stage_acc):
+            m.stage_words[j, :] = a
+        with MetricsReader.attach(self.name) as r:
+            snap = r.snapshot()
+            lat = r.histogram(0)
+        produced_events = sum(m.words[j] >> PEND_BITS for j in self._i["state"])
+        dead = sum(m.words[j] for j in self._i["dead_lettered"])
+        dropped = {"producer_crash": sum(self.dropped_crash)}
+        produced = produced_events + dead
+        balanced = produced == self.processed + sum(dropped.values()) + dead
+        stages = {}
+        for j, n in enumerate(self.stage_names):
+            ev, nb, t, mx = self._stage_acc[j]
+            stages[n] = {"ns_per_event": round(t / ev, 2) if ev else None, "batches": nb,
+                         **{k: v for k, v in snap["latency"][f"stage:{n}"].items() if k != "count"}}
+        summary = {
+            "source": self.source,
+            "stations": self.stations,
+            "workers": len(self.ranges),
+            "offered_rate": None if self.rate == float("inf") else self.rate,
+            "elapsed_s": round(elapsed, 3),
+            "startup_s": round(startup_s, 3),
+            "drain_s": round(drain_s, 3),
+            "throughput_events_per_s": round(self.processed / elapsed) if elapsed > 0 else None,
+            "latency_us": summarize(lat),
+            "stage_latency_us_per_batch": stages,
+            "batches": self._batches,
+            "mean_batch": round(self.processed / self._batches, 1) if self._batches else 0,
+            "convergences": self._convergences,
+            "axon_actions": self._actions,
+            "reports": self.reports[-20:],
+            "accounting": {
+                "produced": produced,
+                "produced_events": produced_events,
+                "processed": self.processed,
+                "dropped": dropped,
+                "dead_lettered": dead,
+                "dead_letter_reasons": self._dead_letter_reasons(),
+                "balanced": balanced,
+                "lost_records_in_channels": sum(c for c in (snap["workers"][i]["lost_records"] for i in range(len(self.ranges)))),
+                "claimed_slots_lost_without_events": sum(self.lost_slots),
+                "gaps": sum(w["gaps"] for w in snap["workers"]),
+                "restarts": sum(self.restarts),
+            },
+            "per_worker": [
+                {"stations": list(self.ranges[i]), "produced": snap["workers"][i]["produced"],
+                 "dead_lettered": snap["workers"][i]["dead_lettered"], "restarts": self.restarts[i],
+                 "dropped_crash": self.dropped_crash[i], "lost_records": snap["workers"][i]["lost_records"]}
+                for i in range(len(self.ranges))
+            ],
+        }
+        if self._sink_errors:
+            summary["sink_errors"] = {"count": self._sink_errors, "last": self._sink_last_error}
+        return summary
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ground-stations", type=int, default=247, metavar="N", help="stations (default 247)")
+    p.add_argument("--threads", type=int, default=_cores(), metavar="N",
+                   help="station worker processes (capped to the usable cores unless --oversubscribe)")
+    p.add_argument("--oversubscribe", action="store_true", help="run all --threads workers even beyond the cores")
+    p.add_argument("--duration", type=float, metavar="S", help="seconds to run (default: until SIGINT/SIGTERM)")
+    p.add_argument("--source", default="synthetic",
+                   help="synthetic | file:PATH | rss:PATH_OR_URL | udp:PORT | nats://HOST:PORT (default synthetic)")
+    p.add_argument("--params", metavar="FILE", help="meter parameter file (JSON), e.g. from hft-monte-carlo")
+    p.add_argument("--rate", metavar="EVENTS_PER_S",
+                   help="offered load of the synthetic source, e.g. 1M, or 'max' (default: the throughput target, "
+                        "else 1M)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--surreal", metavar="URL|none",
+                   help="SurrealDB for convergences, decisions, reports and sampled events "
+                        "(default $CTAS7_SURREAL_URL or embedded surrealkv://.ctas7-data/surreal; 'none' to disable)")
+    p.add_argument("--latency-target", default="200us", metavar="T",
+                   help="ingest-to-decision p99 target (default 200us)")
+    p.add_argument("--throughput-target", metavar="N", help="events/s target, e.g. 5M")
+    p.add_argument("--metrics-name", metavar="NAME", help="metrics segment name (default: the pid)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--burst-every", type=float, default=5.0, metavar="S",
+                   help="synthetic: a multi-station burst every S seconds of event time (0: none; default 5)")
+    p.add_argument("--sample-events", type=float, default=100.0, metavar="N",
+                   help="events per second stored in SurrealDB (default 100)")
+    p.add_argument("--dead-letter-dir", default=".ctas7-data/dead-letter", metavar="DIR")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _render(summary: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"hft-cluster: {summary['source']}, {summary['stations']} stations, {summary['workers']} workers",
+              show_header=False)
+    for k in ("offered_rate", "elapsed_s", "throughput_events_per_s", "mean_batch", "convergences", "axon_actions"):
+        t.add_row(k.replace("_", " "), _fmt(summary[k]))
+    lat = summary["latency_us"]
+    t.add_row("ingest-to-decision (µs)", "  ".join(f"{k.replace('_us', '')} {_fmt(v)}" for k, v in lat.items()))
+    console.print(t)
+    st = Table(title="per stage (µs per batch)")
+    st.add_column("stage")
+    for c in ("ns/event", "p50", "p99", "p99.9", "max"):
+        st.add_column(c, justify="right")
+    for n, d in summary["stage_latency_us_per_batch"].items():
+        st.add_row(n, _fmt(d.get("ns_per_event")), *(_fmt(d.get(k)) for k in ("p50_us", "p99_us", "p99.9_us", "max_us")))
+    console.print(st)
+    a = summary["accounting"]
+    at = Table(title="accounting: produced = processed + dropped + dead-lettered", show_header=False)
+    at.add_row("produced", _fmt(a["produced"]))
+    at.add_row("processed", _fmt(a["processed"]))
+    for r, n in a["dropped"].items():
+        at.add_row(f"dropped: {r.replace('_', ' ')}", _fmt(n))
+    at.add_row("dead-lettered", _fmt(a["dead_lettered"]))
+    for r, n in a["dead_letter_reasons"].items():
+        at.add_row(f"  {r}", _fmt(n))
+    at.add_row("restarts / gaps / lost records", f"{a['restarts']} / {a['gaps']} / {a['lost_records_in_channels']}")
+    at.add_row("balanced", "[green]yes[/]" if a["balanced"] else "[red]NO[/]")
+    console.print(at)
+    for name, tg in summary.get("targets", {}).items():
+        mark = "[green]met[/]" if tg["met"] else "[red]missed[/]"
+        console.print(f"target {name}: {tg['target']} -> {tg['measured']} {mark}")
+
+
+def run(args) -> int:
+    from ctas7.chain import load_params
+
+    try:
+        params = load_params(args.params)
+        lat_target = parse_duration_ns(args.latency_target) if args.latency_target else None
+        tput_target = parse_count(args.throughput_target) if args.throughput_target else None
+        rate = parse_count(args.rate) if args.rate else (tput_target or 1e6)
+        if args.duration is not None and not args.duration > 0:
+            raise ValueError(f"--duration must be > 0, got {args.duration}")
+        ranges, note = plan_workers(args.threads, args.ground_stations, args.source, oversubscribe=args.oversubscribe)
+    except (ValueError, TypeError, KeyError) as exc:
+        print(f"ctas7-intel hft-cluster: {exc}", file=sys.stderr)
+        return 2
+    surreal = args.surreal
+    if surreal is None:
+        from ctas7.sinks.surreal import default_url
+
+        surreal = os.environ.get("CTAS7_SURREAL_URL") or default_url()
+    elif surreal.lower() == "none":
+        surreal = None
+    say = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    say(f"hft-cluster: {note}")
+    say("hft-cluster: running " + (f"for {args.duration:g} s" if args.duration else "until Ctrl-C / SIGTERM"))
+    cluster = Cluster(
+        stations=args.ground_stations, workers=ranges, source=args.source, rate=rate, params=params, surreal=surreal,
+        name=args.metrics_name, seed=args.seed, burst_every=args.burst_every, sample_events=args.sample_events,
+        dead_letter_dir=args.dead_letter_dir,
+        config={"latency_target_ns": lat_target, "throughput_target": tput_target, "placement": note},
+    )
+    summary = cluster.run(args.duration)
+    summary["placement"] = note
+    targets = {}
+    if lat_target is not None and summary["latency_us"].get("count"):
+        p99 = summary["latency_us"]["p99_us"]
+        targets["latency_p99"] = {"target": f"{lat_target / 1e3:g}us", "measured": f"{p99:g}us",
+                                  "met": p99 * 1e3 <= lat_target}
+    if tput_target is not None:
+        got = summary["throughput_events_per_s"] or 0
+        targets["throughput"] = {"target": f"{tput_target:,.0f}/s", "measured": f"{got:,}/s",
+                                 "met": got >= tput_target}
+    summary["targets"] = targets
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        from rich.console import Console
+
+        _render(summary, Console())
+    return 0 if summary["accounting"]["balanced"] else 1
