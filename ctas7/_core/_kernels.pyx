@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from libc.stdint cimport uint32_t, uintptr_t
+from libc.stdint cimport uint32_t
 
 
 # ----------------------------------------------------------------------------
@@ -37,7 +37,7 @@ VARIANTS = ("scalar", "avx2", "avx512")
 cdef const ctas7_kernel_table* _active = NULL
 cdef int _active_variant = 0
 # Detected once: cpuid/xgetbv are slow (a VM exit under a hypervisor).
-cdef const ctas7_kernel_table* _runnable[3]
+cdef const ctas7_kernel_table* _runnable[3]  # CTAS7_SIMD_COUNT
 
 
 def _built_variants():
