@@ -73,6 +73,40 @@ def test_nbytes(cls):
     assert cls.nbytes(8, np.dtype([("a", "<u8")])) < cls.nbytes(8)
 
 
+
+@pytest.mark.parametrize("cls", RINGS)
+def test_hot_words_on_separate_lines(cls):
+    """tail (producer) and head (consumer) sit on their own 128-byte lines; records start line-aligned."""
+    buf = np.zeros(cls.nbytes(16), np.uint8)
+    ring = cls(buf, 16)
+    words = buf.view(np.uint64)
+    ring.put_many(events(5))
+    ring.get_many(2)
+    tail_at = [i * 8 for i in range(len(words)) if words[i] == 5 and i * 8 < 640]
+    head_at = [i * 8 for i in range(len(words)) if words[i] == 2 and i * 8 < 640]
+    assert 128 in tail_at and 256 in head_at
+    assert ring.tail == 5 and ring.head == 2
+    data_off = int(words[40 // 8])
+    assert data_off % 128 == 0 and data_off >= 640
+    assert buf[data_off + 2 * 32 : data_off + 5 * 32].view(EVENT_DTYPE)["seq"].tolist() == [2, 3, 4]
+
+
+@pytest.mark.parametrize("cls", RINGS)
+def test_cached_index_refreshes(cls):
+    """Separate producer and consumer handles: each re-reads the other's index when its copy says full/empty."""
+    buf = bytearray(cls.nbytes(8))
+    prod = cls(buf, 8)
+    cons = cls.attach(buf)
+    assert len(cons.get_many(4)) == 0
+    assert prod.put_many(events(8)) == 8
+    assert prod.put_many(events(1, 8)) == 0
+    assert cons.get_many(3)["seq"].tolist() == [0, 1, 2]
+    assert prod.put_many(events(4, 8)) == 3  # saw the new head
+    assert cons.get_many(100)["seq"].tolist() == list(range(3, 11))
+    for start in range(11, 200, 5):  # many laps, cached copies stay correct
+        assert prod.put_many(events(5, start)) == 5
+        assert cons.get_many(5)["seq"].tolist() == list(range(start, start + 5))
+
 @pytest.mark.parametrize("cls", RINGS)
 @pytest.mark.parametrize("capacity", [0, 1, 3, 6, 100, -4, 1 << 41])
 def test_bad_capacity(cls, capacity):
