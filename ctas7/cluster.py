@@ -162,7 +162,7 @@ class Cluster:
                  burst_every: float = 5.0, burst_len: float = 0.3, sample_events: float = 100.0,
                  dead_letter_dir: str | os.PathLike = ".ctas7-data/dead-letter", channel_capacity: int = 1 << 17,
                  max_batch: int = 65_536, worker_batch: int = 8192, chain=None, metrics: bool = True,
-                 idle_sleep: float = 20e-6, max_lag: float = 0.02, config: dict | None = None):
+                 idle_sleep: float = 20e-6, max_lag: float = 0.05, config: dict | None = None):
         from ctas7.chain import default_chain
 
         if not rate > 0:

@@ -1,0 +1,263 @@
+"""Tests for ctas7.cluster (``hft-cluster``): real worker processes, signals, crashes, accounting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ctas7 import cluster
+from ctas7.metrics import METRICS_PREFIX, PEND_BITS, MetricsReader, find_running
+
+RUN = (
+    "import sys, argparse\n"
+    "from ctas7 import cluster\n"
+    "p = argparse.ArgumentParser(); cluster.add_arguments(p)\n"
+    "sys.exit(cluster.run(p.parse_args(sys.argv[1:])))\n"
+)
+
+
+def _leftovers(name: str) -> list:
+    return [e for e in os.listdir("/dev/shm") if e in (f"{METRICS_PREFIX}{name}",) or e.startswith(f"ctas7-cluster-{name}-")]
+
+
+def _start(tmp_path, name, *args):
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN, "--surreal", "none", "--json", "--metrics-name", name,
+         "--dead-letter-dir", str(tmp_path / "dl"), *args],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _finish(proc, timeout=60):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _wait_for(pred, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            v = pred()
+        except (FileNotFoundError, ValueError):
+            v = None
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _snap(name):
+    with MetricsReader.attach(name) as r:
+        return r.snapshot()
+
+
+def _check_balanced(s):
+    a = s["accounting"]
+    assert a["balanced"]
+    assert a["produced"] == a["processed"] + sum(a["dropped"].values()) + a["dead_lettered"]
+    assert a["produced_events"] == sum(w["produced"] for w in s["per_worker"])
+    assert a["dead_lettered"] == sum(a["dead_letter_reasons"].values())
+
+
+# ---------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------
+
+
+def test_original_command_line_parses():
+    p = argparse.ArgumentParser()
+    cluster.add_arguments(p)
+    a = p.parse_args("--ground-stations 247 --threads 64 --latency-target 200us --throughput-target 5M".split())
+    assert (a.ground_stations, a.threads, a.duration, a.source) == (247, 64, None, "synthetic")
+    assert cluster.parse_duration_ns(a.latency_target) == 200_000
+    assert cluster.parse_count(a.throughput_target) == 5e6
+    ranges, note = cluster.plan_workers(64, 247, "synthetic", cores=2)
+    assert ranges == [(0, 124), (124, 123)] and "capped" in note
+    ranges, note = cluster.plan_workers(64, 247, "synthetic", oversubscribe=True, cores=2)
+    assert len(ranges) == 64 and sum(k for _, k in ranges) == 247 and "oversubscribed" in note
+    assert cluster.plan_workers(8, 247, "udp:9999", cores=2)[0] == [(0, 247)]
+
+
+@pytest.mark.parametrize("bad", ["", "fast", "-3us", "5 parsecs"])
+def test_bad_units_are_refused(bad):
+    with pytest.raises(ValueError):
+        cluster.parse_duration_ns(bad)
+    with pytest.raises(ValueError):
+        cluster.parse_count(bad)
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    p = subprocess.run([sys.executable, "-c", RUN, "--rate", "lots", "--duration", "1"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "not a count" in p.stderr
+
+
+# ---------------------------------------------------------------------------
+# runs
+# ---------------------------------------------------------------------------
+
+
+def test_short_run_balances_and_cleans_up(tmp_path):
+    name = f"t-short-{os.getpid()}"
+    s = _finish(_start(tmp_path, name, "--duration", "2", "--rate", "100k", "--threads", "2",
+                       "--latency-target", "50ms", "--throughput-target", "1k"))
+    _check_balanced(s)
+    a = s["accounting"]
+    assert a["processed"] > 50_000 and a["dropped"]["producer_crash"] == 0 and a["restarts"] == 0
+    # Every event got an ingest-to-decision latency (stamps cover all of them).
+    assert s["latency_us"]["count"] == a["processed"]
+    assert set(s["stage_latency_us_per_batch"]) == {"teth", "meter", "axon", "prism"}
+    assert s["targets"]["throughput"]["met"] is True
+    assert s["workers"] == min(2, os.cpu_count())
+    assert _leftovers(name) == []
+
+
+def test_sigterm_drains_and_metrics_are_readable_meanwhile(tmp_path):
+    name = f"t-term-{os.getpid()}"
+    proc = _start(tmp_path, name, "--rate", "200k", "--threads", "2")
+    try:
+        snap = _wait_for(lambda: (s := _snap(name))["counters"]["processed"] > 20_000 and s)
+        assert name in find_running()
+        assert snap["alive"] and snap["state"] == "running"
+        assert sum(w["produced"] for w in snap["workers"]) >= snap["counters"]["processed"] > 0
+        assert snap["latency"]["ingest_to_decision"]["count"] > 0
+        assert snap["throughput"]["events"], "throughput ring is empty"
+        assert all(w["status"] == "running" and w["pid"] > 0 for w in snap["workers"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    s = _finish(proc)
+    _check_balanced(s)
+    assert s["accounting"]["processed"] >= snap["counters"]["processed"]
+    assert _leftovers(name) == []
+
+
+def test_sigkill_of_a_worker_restarts_it_and_records_the_gap(tmp_path):
+    name = f"t-kill-{os.getpid()}"
+    proc = _start(tmp_path, name, "--rate", "200k", "--threads", "2")
+    try:
+        snap = _wait_for(lambda: (s := _snap(name))["counters"]["processed"] > 10_000 and s)
+        victim = snap["workers"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        after = _wait_for(lambda: (s := _snap(name))["counters"]["restarts"] >= 1 and
+                          s["workers"][0]["pid"] not in (0, victim) and s["workers"][0]["status"] == "running" and s)
+        # The restarted worker produces again, on the same stations.
+        before = after["workers"][0]["produced"]
+        _wait_for(lambda: _snap(name)["workers"][0]["produced"] > before + 1000)
+    finally:
+        proc.send_signal(signal.SIGINT)
+    s = _finish(proc)
+    _check_balanced(s)
+    a = s["accounting"]
+    assert a["restarts"] >= 1 and a["gaps"] >= 1
+    assert s["per_worker"][0]["restarts"] >= 1 and s["per_worker"][0]["stations"] == [0, 124]
+    assert _leftovers(name) == []
+
+
+def _die_at(channel, metrics, point):
+    from ctas7.channel import Channel
+    from ctas7.metrics import Metrics
+    from ctas7.stations.worker import FastSyntheticSource
+
+    m, ch = Metrics.attach(metrics), Channel.attach(channel)
+    i = m.worker_index(0, "state")
+    view = ch.claim(11)
+    FastSyntheticSource(n_stations=4).fill(view[:10], 1, 1.0)
+    if point != "claimed":
+        m.store_atomic(i, 10)  # 10 events in flight, none produced before
+    if point == "committed":
+        ch.commit(11)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("point,produced,dropped,lost_slots,in_ring", [
+    ("claimed", 0, 0, 11, 0),     # slots claimed, no event counted yet
+    ("in_flight", 10, 10, 0, 0),  # counted, never committed: dropped by the crash
+    ("committed", 10, 0, 0, 11),  # committed, counter not yet advanced: produced
+])
+def test_crash_at_each_point_of_the_publish_protocol(tmp_path, point, produced, dropped, lost_slots, in_ring):
+    c = cluster.Cluster(stations=4, workers=[(0, 4)], surreal=None, name=f"t-proto-{os.getpid()}-{point}",
+                        dead_letter_dir=tmp_path)
+    c._setup()
+    try:
+        p = mp.get_context("spawn").Process(target=_die_at, args=(c.channels[0].name, c.name, point))
+        p.start()
+        p.join(60)
+        assert p.exitcode == -signal.SIGKILL
+        c._resolve(0)
+        w = c.metrics.words[c._i["state"][0]]
+        assert (w >> PEND_BITS, w & ((1 << PEND_BITS) - 1)) == (produced, 0)
+        assert c.dropped_crash[0] == dropped and c.lost_slots[0] == lost_slots
+        assert c.channels[0].gaps == 1 and len(c.rings[0]) == in_ring
+    finally:
+        c._close_segments()
+    assert _leftovers(c.name) == []
+
+
+def test_file_source_bad_lines_are_dead_lettered(tmp_path):
+    name = f"t-file-{os.getpid()}"
+    path = tmp_path / "feed.jsonl"
+    good = [json.dumps({"text": f"report {i}", "station": i % 5}) for i in range(50)]
+    bad = ["{oops", "[1, 2]", json.dumps({"text": "x", "station": 9999}), "\xff".encode("latin-1").decode("latin-1"),
+           json.dumps({"station": 1})]
+    lines = good[:20] + bad + good[20:]
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8").replace("ÿ".encode(), b"\xff"))
+    s = _finish(_start(tmp_path, name, "--source", f"file:{path}", "--duration", "2", "--threads", "4"))
+    _check_balanced(s)
+    a = s["accounting"]
+    assert s["workers"] == 1
+    assert a["processed"] == 50 and a["dead_lettered"] == 5 and a["produced"] == 55
+    assert "unknown station" in a["dead_letter_reasons"]
+    assert _leftovers(name) == []
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_udp_source_bad_datagrams_are_dead_lettered(tmp_path):
+    name = f"t-udp-{os.getpid()}"
+    port = _free_udp_port()
+    proc = _start(tmp_path, name, "--source", f"udp:{port}", "--duration", "4")
+    try:
+        _wait_for(lambda: _snap(name)["workers"][0]["status"] == "running")
+        time.sleep(0.3)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(40):
+                s.sendto(json.dumps({"text": f"alert {i}"}).encode(), ("127.0.0.1", port))
+            for _ in range(3):
+                s.sendto(b"\xff\xfe\xfd", ("127.0.0.1", port))
+            for _ in range(2):
+                s.sendto(b"x" * 9000, ("127.0.0.1", port))
+    finally:
+        s_ = _finish(proc)
+    _check_balanced(s_)
+    a = s_["accounting"]
+    assert a["processed"] == 40 and a["dead_lettered"] == 5 and a["produced"] == 45
+    assert any("larger than" in r for r in a["dead_letter_reasons"])
+    assert _leftovers(name) == []
+
+
+def test_stale_segments_of_a_killed_cluster_are_swept(tmp_path):
+    name = f"t-stale-{os.getpid()}"
+    proc = _start(tmp_path, name, "--rate", "50k", "--threads", "1")
+    _wait_for(lambda: _snap(name)["counters"]["processed"] > 0)
+    proc.kill()  # the parent dies without cleaning up
+    proc.communicate(timeout=30)
+    assert _leftovers(name)
+    # Its orphaned workers notice and exit; the next cluster sweeps the segments.
+    s = _finish(_start(tmp_path, f"{name}-next", "--duration", "0.5", "--rate", "10k", "--threads", "1"))
+    _check_balanced(s)
+    assert _leftovers(name) == [] and _leftovers(f"{name}-next") == []
