@@ -80,7 +80,7 @@ class MeterStream:
 class EvaluateActivity:
     """One Monte Carlo call: a ticks x nodes activity matrix -> alarm ticks."""
 
-    params = [(24, 500), (40, 600), (10, 200)]
+    params = [[(24, 500), (40, 600), (10, 200)]]  # one parameter whose values are shapes
     param_names = ["nodes_ticks"]
 
     def setup(self, shape):
