@@ -29,6 +29,7 @@ cdef class StationTable:
     cdef readonly Py_ssize_t n_alive        # stations in the deadline heap
     cdef readonly uint64_t n_heartbeats
     cdef readonly uint64_t n_unknown        # heartbeats from unregistered ids
+    cdef readonly Py_ssize_t n_open         # online stations with a free slot
     cdef dict _arr
     cdef uint64_t[::1] mask
     cdef uint8_t[::1] known
@@ -40,6 +41,8 @@ cdef class StationTable:
     cdef int32_t[::1] heap
     cdef int32_t[::1] hpos
     cdef int32_t[::1] scratch
+    cdef int32_t[::1] open_ids              # the open list, unordered
+    cdef int32_t[::1] open_pos              # index in open_ids, -1 if absent
     cdef double[::1] latency
     cdef int64_t[::1] last_seen
     cdef float[::1] load
@@ -50,7 +53,7 @@ cdef class StationTable:
     cpdef set_online(self, Py_ssize_t s, bint flag)
 
 
-cdef Py_ssize_t sg_best(const uint64_t* mask, const uint8_t* online, const int32_t* free,
-                        const int32_t* slots, const double* latency, const uint8_t* ncaps,
-                        Py_ssize_t n, uint64_t need, int32_t need_slots,
-                        int32_t* scratch) noexcept nogil
+cdef Py_ssize_t sg_best(const uint64_t* mask, const int32_t* free, const int32_t* slots,
+                        const double* latency, const uint8_t* ncaps,
+                        const int32_t* open_ids, Py_ssize_t n_open,
+                        uint64_t need, int32_t need_slots, int32_t* scratch) noexcept nogil

@@ -46,6 +46,8 @@ _ARRAYS = (
     ("heap", np.int32, -1),
     ("hpos", np.int32, -1),
     ("scratch", np.int32, 0),
+    ("open_ids", np.int32, -1),
+    ("open_pos", np.int32, -1),
     ("latency", np.float64, 0),
     ("last_seen", np.int64, INT64_MIN),
     ("load", np.float32, 0),
@@ -56,30 +58,50 @@ _ARRAYS = (
 # Placement
 # ---------------------------------------------------------------------------
 
-cdef Py_ssize_t sg_best(const uint64_t* mask, const uint8_t* online, const int32_t* free,
-                        const int32_t* slots, const double* latency, const uint8_t* ncaps,
-                        Py_ssize_t n, uint64_t need, int32_t need_slots,
-                        int32_t* scratch) noexcept nogil:
-    # Two passes: the latency score is normalised by the largest latency among
-    # the candidates, so the candidates are collected first.
-    cdef Py_ssize_t s, j, m = 0, best = -1
+cdef Py_ssize_t sg_best(const uint64_t* mask, const int32_t* free, const int32_t* slots,
+                        const double* latency, const uint8_t* ncaps,
+                        const int32_t* open_ids, Py_ssize_t n_open,
+                        uint64_t need, int32_t need_slots, int32_t* scratch) noexcept nogil:
+    # Only the open list (online stations with a free slot) is scanned, in
+    # no particular order, so ties are broken by id explicitly. Two passes:
+    # the latency score is normalised by the largest candidate latency.
+    cdef Py_ssize_t j, m = 0, best = -1
+    cdef int32_t s
     cdef double lmax = 0.0, sc, best_sc = -INFINITY, l
     cdef int32_t nneed = ctas7_sg_popcount64(need)
     cdef bint ok
-    for s in range(n):
+    for j in range(n_open):
         # Branch-free: whether a station is a candidate is data-dependent.
-        ok = online[s] & (free[s] >= need_slots) & ((mask[s] & need) == need)
-        scratch[m] = <int32_t>s
+        s = open_ids[j]
+        ok = (free[s] >= need_slots) & ((mask[s] & need) == need)
+        scratch[m] = s
         m += ok
         l = latency[s] if ok else 0.0
         lmax = l if l > lmax else lmax
     for j in range(m):
         s = scratch[j]
         sc = ctas7_sg_score(latency[s], lmax, free[s], need_slots, slots[s], nneed, ncaps[s])
-        if sc > best_sc:  # ascending ids: the lowest id wins a tie
+        if sc > best_sc or (sc == best_sc and s < best):
             best_sc = sc
             best = s
     return best
+
+
+cdef inline void _open_update(const uint8_t* online, const int32_t* free, int32_t* open_ids,
+                              int32_t* open_pos, Py_ssize_t* n_open, int32_t s) noexcept nogil:
+    cdef bint want = online[s] and free[s] > 0
+    cdef int32_t p = open_pos[s], last
+    if want and p < 0:
+        open_ids[n_open[0]] = s
+        open_pos[s] = <int32_t>n_open[0]
+        n_open[0] += 1
+    elif not want and p >= 0:
+        n_open[0] -= 1
+        last = open_ids[n_open[0]]
+        open_ids[p] = last
+        open_pos[last] = p
+        open_ids[n_open[0]] = -1
+        open_pos[s] = -1
 
 
 def best_station(StationTable table, uint64_t need, int32_t need_slots):
@@ -254,6 +276,7 @@ cdef class StationTable:
         self.n_alive = 0
         self.n_heartbeats = 0
         self.n_unknown = 0
+        self.n_open = 0
         self._arr = {name: np.full(1, fill, dtype=dt) for name, dt, fill in _ARRAYS}
         self.cap = 1
         self._bind()
@@ -264,6 +287,7 @@ cdef class StationTable:
         self.alive = a["alive"]; self.ncaps = a["ncaps"]; self.free = a["free"]
         self.slots = a["slots"]; self.heap = a["heap"]; self.hpos = a["hpos"]
         self.scratch = a["scratch"]; self.latency = a["latency"]
+        self.open_ids = a["open_ids"]; self.open_pos = a["open_pos"]
         self.last_seen = a["last_seen"]; self.load = a["load"]
 
     cdef _grow(self, Py_ssize_t n):
@@ -304,6 +328,8 @@ cdef class StationTable:
         self.latency[s] = latency_ms
         self.online[s] = 1
         self.alive[s] = 1
+        _open_update(&self.online[0], &self.free[0], &self.open_ids[0], &self.open_pos[0],
+                     &self.n_open, <int32_t>s)
         if self.started:
             self.last_seen[s] = self.watermark
             _push(&self.heap[0], &self.hpos[0], &self.last_seen[0], &self.n_alive, <int32_t>s)
@@ -311,11 +337,11 @@ cdef class StationTable:
     cpdef Py_ssize_t best(self, uint64_t need, int32_t need_slots):
         """Best online station for ``need`` / ``need_slots``, or -1."""
         cdef Py_ssize_t r
-        if self.n == 0:
+        if self.n_open == 0:
             return -1
         with nogil:
-            r = sg_best(&self.mask[0], &self.online[0], &self.free[0], &self.slots[0],
-                        &self.latency[0], &self.ncaps[0], self.n, need, need_slots,
+            r = sg_best(&self.mask[0], &self.free[0], &self.slots[0], &self.latency[0],
+                        &self.ncaps[0], &self.open_ids[0], self.n_open, need, need_slots,
                         &self.scratch[0])
         return r
 
@@ -329,14 +355,21 @@ cdef class StationTable:
         if self.n == 0:
             out[:] = -1
             return
+        for i in range(k):
+            if need_slots[i] < 1:
+                raise ValueError(f"need_slots[{i}] = {need_slots[i]}, expected >= 1")
         with nogil:
             for i in range(k):
-                s = sg_best(&self.mask[0], &self.online[0], &self.free[0], &self.slots[0],
-                            &self.latency[0], &self.ncaps[0], self.n, need[i], need_slots[i],
-                            &self.scratch[0])
+                s = -1
+                if self.n_open:
+                    s = sg_best(&self.mask[0], &self.free[0], &self.slots[0], &self.latency[0],
+                                &self.ncaps[0], &self.open_ids[0], self.n_open, need[i],
+                                need_slots[i], &self.scratch[0])
                 out[i] = s
                 if s >= 0:
                     self.free[s] -= need_slots[i]
+                    _open_update(&self.online[0], &self.free[0], &self.open_ids[0],
+                                 &self.open_pos[0], &self.n_open, <int32_t>s)
 
     cpdef int32_t take(self, Py_ssize_t s, int32_t k) except? -1:
         """Take (``k > 0``) or give back (``k < 0``) slots on station ``s``."""
@@ -345,10 +378,17 @@ cdef class StationTable:
         if self.free[s] - k < 0 or self.free[s] - k > self.slots[s]:
             raise ValueError(f"station {s}: taking {k} slots leaves {self.free[s] - k} of {self.slots[s]}")
         self.free[s] -= k
+        _open_update(&self.online[0], &self.free[0], &self.open_ids[0], &self.open_pos[0],
+                     &self.n_open, <int32_t>s)
         return self.free[s]
 
     cpdef set_online(self, Py_ssize_t s, bint flag):
+        """Flip the placement view of station ``s``."""
+        if not 0 <= s < self.n or not self.known[s]:
+            raise KeyError(f"unknown station {s}")
         self.online[s] = flag
+        _open_update(&self.online[0], &self.free[0], &self.open_ids[0], &self.open_pos[0],
+                     &self.n_open, <int32_t>s)
 
     def scan(self, events):
         """Run the heartbeat tracker over one batch.
@@ -388,11 +428,11 @@ cdef class StationTable:
     def __reduce__(self):
         state = {name: self._arr[name][: self.n].copy() for name, _, _ in _ARRAYS}
         state["scalars"] = (self.n, self.started, self.watermark, self.n_alive,
-                            self.n_heartbeats, self.n_unknown)
+                            self.n_heartbeats, self.n_unknown, self.n_open)
         return (StationTable, (self.timeout_ns, self.data_is_liveness), state)
 
     def __setstate__(self, state):
-        n, started, wm, n_alive, hb, unk = state["scalars"]
+        n, started, wm, n_alive, hb, unk, n_open = state["scalars"]
         if self.n != 0:
             raise ValueError("StationTable state can only be restored into a fresh table")
         self._grow(max(int(n), 1))
@@ -407,6 +447,7 @@ cdef class StationTable:
         self.n_alive = n_alive
         self.n_heartbeats = hb
         self.n_unknown = unk
+        self.n_open = n_open
 
 
 # A structured dtype numpy accepts for a packed-struct memoryview.
