@@ -27,6 +27,8 @@ _LAZY = {
     "MeterParams": "ctas7.stages.meter",
     "Axon": "ctas7.stages.axon",
     "Prism": "ctas7.stages.prism",
+    "SlotGraph": "ctas7.stages.slotgraph",
+    "Task": "ctas7.stages.slotgraph",
     "Convergence": "ctas7.records",
     "default_chain": "ctas7.chain",
     "simd_info": "ctas7.kernels",
