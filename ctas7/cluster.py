@@ -192,6 +192,7 @@ class Cluster:
         self._stop = False
         self.processed = 0
         self.reports: list = []
+        self._init_loop_state()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -200,6 +201,7 @@ class Cluster:
         self._stop = True
 
     def _setup(self) -> None:
+        from ctas7._core._metrics import StepRecorder
         from ctas7.channel import Channel, sweep
         from ctas7.metrics import Metrics
         from ctas7.metrics import sweep as msweep
@@ -220,6 +222,8 @@ class Cluster:
             raise
         self.rings = [ch.ring for ch in self.channels]
         m = self.metrics
+        self._rec = StepRecorder(m.hist_block, self._geom, self._stamps, m.stage_words, len(self.stages),
+                                 self._stamp_kind)
         self._i = {f: [m.worker_index(i, f) for i in range(n)] for f in
                    ("state", "dead_lettered", "restarts", "lost_records", "gaps", "ring_occupancy", "dropped_crash",
                     "lost_slots", "status", "first_station", "n_stations", "pid")}
@@ -314,27 +318,17 @@ class Cluster:
     # ------------------------------------------------------------ hot path
 
     def _step(self, batch: np.ndarray) -> None:
-        from ctas7._core._metrics import collect_stamps, record, record_spread
         from ctas7.stage import Frame
 
-        k, n_ev, n_ctl = collect_stamps(batch, self._stamp_kind, self._stamps)
+        k, n_ev, n_ctl = self._rec.collect(batch)
         frame = Frame(events=batch, ingest_ns=int(self._stamps[0, 0]) if k else 0)
-        clock = time.perf_counter_ns
-        m = self.metrics if self.use_metrics else None
-        if m is not None:
-            geom, hists, acc = self._geom, self._hists, self._stage_acc
-            for j, s in enumerate(self.stages):
+        if self.use_metrics:
+            clock, dts = time.perf_counter_ns, []
+            for s in self.stages:
                 t0 = clock()
                 frame = s.process(frame)
-                dt = clock() - t0
-                record(hists[j + 1], geom, dt, 1)
-                a = acc[j]
-                a[0] += n_ev
-                a[1] += 1
-                a[2] += dt
-                if dt > a[3]:
-                    a[3] = dt
-            record_spread(hists[0], geom, self._stamps, k, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+                dts.append(clock() - t0)
+            self._rec.record(dts, n_ev, k, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
         else:
             for s in self.stages:
                 frame = s.process(frame)
@@ -380,8 +374,6 @@ class Cluster:
         """Per 100 ms: counters, throughput ring, occupancy, sink backlog."""
         m = self.metrics
         if self.use_metrics:
-            for j, a in enumerate(self._stage_acc):
-                m.stage_words[j, :] = a
             for i, r in enumerate(self.rings):
                 m.set(self._i["ring_occupancy"][i], len(r))
             m.set(m.PROCESSED, self.processed)
@@ -459,15 +451,14 @@ class Cluster:
 
     # ------------------------------------------------------------ run
 
-    def run(self, duration: float | None = None, *, handle_signals: bool = True, on_started=None) -> dict:
-        """Run until ``duration`` seconds pass or a stop is requested; return the summary."""
+    def _init_loop_state(self) -> None:
+        """Buffers and counters of the pipeline loop (before :meth:`_setup`)."""
+        from ctas7._core._metrics import merge_runs
         from ctas7.events import empty
         from ctas7.metrics import histogram_geometry
         from ctas7.stations.worker import KIND_STAMP
 
         self._stamp_kind = KIND_STAMP
-        from ctas7._core._metrics import merge_runs
-
         self._buf = empty(self.max_batch)
         self._merged = empty(self.max_batch)
         self._merge = merge_runs
@@ -478,11 +469,13 @@ class Cluster:
         self._watermark = self.source == "synthetic" and len(self.ranges) > 1 and self.rate != float("inf")
         self._stamps = np.zeros((4096, 3), dtype=np.int64)
         _, self._geom = histogram_geometry()
-        self._stage_acc = [[0, 0, 0, 0] for _ in self.stages]
         self._control = self._stamp_count = self._batches = self._convergences = self._actions = 0
         self._sink_errors, self._sink_last_error = 0, ""
         self._tput_last = 0
         self._sample_budget = float(min(self.sample_events, 256))
+
+    def run(self, duration: float | None = None, *, handle_signals: bool = True, on_started=None) -> dict:
+        """Run until ``duration`` seconds pass or a stop is requested; return the summary."""
         old = {}
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -490,7 +483,6 @@ class Cluster:
         t_setup = time.perf_counter()
         self._setup()
         try:
-            self._hists = self.metrics.hist_counts
             for i in range(len(self.ranges)):
                 self._start_worker(i)
             self.metrics.set_state("running")
@@ -597,8 +589,6 @@ class Cluster:
         from ctas7.metrics import PEND_BITS, MetricsReader, summarize
 
         m = self.metrics
-        for j, a in enumerate(self._stage_acc):
-            m.stage_words[j, :] = a
         with MetricsReader.attach(self.name) as r:
             snap = r.snapshot()
             lat = r.histogram(0)
@@ -609,7 +599,7 @@ class Cluster:
         balanced = produced == self.processed + sum(dropped.values()) + dead
         stages = {}
         for j, n in enumerate(self.stage_names):
-            ev, nb, t, mx = self._stage_acc[j]
+            ev, nb, t, mx = (int(x) for x in m.stage_words[j])
             stages[n] = {"ns_per_event": round(t / ev, 2) if ev else None, "batches": nb,
                          **{k: v for k, v in snap["latency"][f"stage:{n}"].items() if k != "count"}}
         summary = {

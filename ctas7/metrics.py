@@ -233,7 +233,8 @@ class Metrics(_Layout):
         self._atomic = SharedWords(self._mm)
         self.station_produced = self._u64(self._off_s, self.n_stations)
         self.stage_words = self._u64(self._off_g, max(1, self.n_stages) * len(STAGE_FIELDS)).reshape(-1, len(STAGE_FIELDS))
-        self.hist_counts = [self._u64(self._off_h + i * self.counts_len * 8, self.counts_len) for i in range(self.n_hist)]
+        self.hist_block = self._u64(self._off_h, self.n_hist * self.counts_len).reshape(self.n_hist, self.counts_len)
+        self.hist_counts = list(self.hist_block)
         self._tput = self._off_t // 8
 
     # ------------------------------------------------------------- writing
@@ -296,7 +297,7 @@ class Metrics(_Layout):
             return
         self._atomic.close()
         self.words.release()
-        self.station_produced = self.stage_words = self.hist_counts = None
+        self.station_produced = self.stage_words = self.hist_counts = self.hist_block = None
         mm, self._mm = self._mm, None
         try:
             mm.close()

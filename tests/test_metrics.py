@@ -270,3 +270,31 @@ def test_readable_from_another_process(name):
         p.start()
         assert q.get(timeout=60) == (99, 4, 77)
         p.join(30)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_step_recorder_matches_the_separate_kernels(seed):
+    rng = np.random.default_rng(seed)
+    n_stages = 3
+    ev = _stamped(rng, 400)
+    hists = np.zeros((1 + n_stages, GEOM[2]), dtype=np.uint64)
+    acc = np.zeros((n_stages, 4), dtype=np.uint64)
+    stamps = np.zeros((16, 3), dtype=np.int64)
+    rec = _metrics.StepRecorder(hists, GEOM, stamps, acc, n_stages, KIND_STAMP)
+    ref_h = np.zeros_like(hists)
+    ref_acc = np.zeros_like(acc)
+    ref_stamps = np.zeros_like(stamps)
+    for _ in range(3):
+        k, n_ev, n_ctl = rec.collect(ev)
+        assert (k, n_ev, n_ctl) == _metrics.collect_stamps(ev, KIND_STAMP, ref_stamps)
+        assert np.array_equal(stamps[:k], ref_stamps[:k])
+        dts = [int(x) for x in rng.integers(0, 10**6, n_stages)]
+        t_done = int(ev["ts"].max()) + int(rng.integers(0, 10**6))
+        rec.record(dts, n_ev, k, t_done)
+        _metrics.record_stage_times(ref_h, GEOM, np.array(dts, dtype=np.int64), ref_acc, n_ev)
+        _metrics.record_spread(ref_h[0], GEOM, ref_stamps, k, t_done)
+    assert np.array_equal(hists, ref_h) and np.array_equal(acc, ref_acc)
+    with pytest.raises(ValueError):
+        rec.record([1], 0, 0, 0)
+    with pytest.raises(ValueError):
+        _metrics.StepRecorder(hists[:2], GEOM, stamps, acc, n_stages, KIND_STAMP)

@@ -11,7 +11,7 @@ from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 import numpy as np
 
-__all__ = ["hdr_index", "record", "collect_stamps", "record_spread", "merge_runs"]
+__all__ = ["hdr_index", "record", "collect_stamps", "record_spread", "merge_runs", "record_stage_times", "StepRecorder"]
 
 cdef extern from *:
     """
@@ -203,3 +203,116 @@ def merge_runs(src,  # IN: EVENT_DTYPE records, runs each sorted by ts
             d[i] = s[pos[best]]
             pos[best] += 1
     return n
+
+
+def record_stage_times(uint64_t[:, ::1] hists,  # IN/OUT: histogram counts, one row per histogram
+                       tuple geom,
+                       const int64_t[::1] dts,  # IN: ns spent in each stage on this batch
+                       uint64_t[:, ::1] acc,  # IN/OUT: per stage (events, batches, time_ns, max_ns)
+                       int64_t events, Py_ssize_t first_row=1):
+    """One batch's per-stage bookkeeping in one call: stage ``j``'s time goes to histogram row ``first_row + j``."""
+    cdef metrics_hdr_t h
+    _geometry(geom, &h)
+    cdef Py_ssize_t j, n = dts.shape[0]
+    if hists.shape[1] < h.counts_len or first_row < 0 or first_row + n > hists.shape[0]:
+        raise ValueError(f"{n} stages from row {first_row} do not fit histograms of shape ({hists.shape[0]}, {hists.shape[1]})")
+    if acc.shape[0] < n or acc.shape[1] != 4:
+        raise ValueError(f"acc must have shape (>= {n}, 4), got ({acc.shape[0]}, {acc.shape[1]})")
+    if events < 0:
+        raise ValueError(f"events must be >= 0, got {events}")
+    cdef int64_t dt
+    with nogil:
+        for j in range(n):
+            dt = dts[j] if dts[j] > 0 else 1
+            hists[first_row + j, metrics_hdr_index(&h, dt)] += 1
+            acc[j, 0] += <uint64_t>events
+            acc[j, 1] += 1
+            acc[j, 2] += <uint64_t>dt
+            if <uint64_t>dt > acc[j, 3]:
+                acc[j, 3] = <uint64_t>dt
+
+
+cdef class StepRecorder:
+    """Per-batch bookkeeping of the cluster loop with its buffers bound once.
+
+    Binding the shared-memory views at construction keeps the per-batch
+    cost to one call of :meth:`record` (acquiring four buffers per batch
+    cost more than the bookkeeping itself). ``hists`` row 0 is
+    ingest-to-decision, row ``1 + j`` stage ``j``; ``acc`` holds per stage
+    (events, batches, time_ns, max_ns).
+    """
+
+    cdef uint64_t[:, ::1] hists
+    cdef int64_t[:, ::1] stamps
+    cdef uint64_t[:, ::1] acc
+    cdef metrics_hdr_t h
+    cdef readonly Py_ssize_t n_stages
+    cdef readonly int stamp_kind
+
+    def __init__(self, uint64_t[:, ::1] hists, tuple geom, int64_t[:, ::1] stamps, uint64_t[:, ::1] acc,
+                 Py_ssize_t n_stages, int stamp_kind):
+        _geometry(geom, &self.h)
+        if hists.shape[1] < self.h.counts_len or hists.shape[0] < 1 + n_stages:
+            raise ValueError(f"histograms of shape ({hists.shape[0]}, {hists.shape[1]}) do not fit {n_stages} stages")
+        if acc.shape[0] < n_stages or acc.shape[1] != 4:
+            raise ValueError(f"acc must have shape (>= {n_stages}, 4)")
+        if stamps.shape[1] != 3:
+            raise ValueError("stamps must have 3 columns")
+        self.hists, self.stamps, self.acc, self.n_stages = hists, stamps, acc, n_stages
+        self.stamp_kind = stamp_kind
+
+    def collect(self, const metrics_event_t[::1] batch):
+        """:func:`collect_stamps` into the bound stamp buffer: ``(n_stamps, n_events, n_control)``."""
+        cdef Py_ssize_t n = batch.shape[0], i, k = 0, cap = self.stamps.shape[0]
+        cdef int64_t events = 0, control = 0
+        cdef uint16_t sk = <uint16_t>self.stamp_kind
+        with nogil:
+            for i in range(n):
+                if batch[i].kind < 0xFF00:
+                    events += 1
+                    continue
+                control += 1
+                if batch[i].kind != sk:
+                    continue
+                if k < cap:
+                    self.stamps[k, 0] = <int64_t>batch[i].sch
+                    self.stamps[k, 1] = batch[i].ts
+                    self.stamps[k, 2] = <int64_t>batch[i].value
+                    k += 1
+                else:
+                    if <int64_t>batch[i].sch < self.stamps[cap - 1, 0]:
+                        self.stamps[cap - 1, 0] = <int64_t>batch[i].sch
+                    if batch[i].ts > self.stamps[cap - 1, 1]:
+                        self.stamps[cap - 1, 1] = batch[i].ts
+                    self.stamps[cap - 1, 2] += <int64_t>batch[i].value
+        return k, events, control
+
+    def record(self, list dts, int64_t events, Py_ssize_t k, int64_t t_done, int points=4):
+        """Stage times ``dts`` (ns, one per stage) and ``k`` stamps decided at ``t_done``."""
+        if len(dts) != self.n_stages:
+            raise ValueError(f"expected {self.n_stages} stage times, got {len(dts)}")
+        if k < 0 or k > self.stamps.shape[0]:
+            raise ValueError(f"k={k} outside the stamp buffer")
+        cdef Py_ssize_t j, r
+        cdef int64_t dt, m, p, i, first, span, lat
+        for j in range(self.n_stages):
+            dt = dts[j]
+            if dt < 1:
+                dt = 1
+            self.hists[1 + j, metrics_hdr_index(&self.h, dt)] += 1
+            self.acc[j, 0] += <uint64_t>events
+            self.acc[j, 1] += 1
+            self.acc[j, 2] += <uint64_t>dt
+            if <uint64_t>dt > self.acc[j, 3]:
+                self.acc[j, 3] = <uint64_t>dt
+        with nogil:
+            for r in range(k):
+                first = self.stamps[r, 0]
+                span = self.stamps[r, 1] - first
+                m = self.stamps[r, 2]
+                if m <= 0:
+                    continue
+                p = points if points < m else m
+                for i in range(p):
+                    lat = t_done - (first + <int64_t>(<double>span * (2 * i + 1) / (2 * p)))
+                    self.hists[0, metrics_hdr_index(&self.h, lat)] += <uint64_t>(m * (i + 1) // p - m * i // p)
