@@ -441,6 +441,10 @@ class Cluster:
                 ts = src["ts"]
                 if ts[n - 1] > wm:
                     cut = int(np.searchsorted(ts[:n], wm, side="right"))
+                    if n - cut > cap // 2:
+                        # Holding more back would fill the buffer and stall every channel
+                        # behind the slow one: let it be late instead.
+                        cut = n
         if cut:
             self._step(src[:cut])
         rest = n - cut

@@ -261,3 +261,17 @@ def test_stale_segments_of_a_killed_cluster_are_swept(tmp_path):
     s = _finish(_start(tmp_path, f"{name}-next", "--duration", "0.5", "--rate", "10k", "--threads", "1"))
     _check_balanced(s)
     assert _leftovers(name) == [] and _leftovers(f"{name}-next") == []
+
+
+@pytest.mark.parametrize("rate", [3e6, float("inf")])
+def test_small_buffers_under_load_still_balance(rate):
+    # A small channel and loop buffer make the watermark hold-back, the carry
+    # and backpressure on the workers happen all the time.
+    c = cluster.Cluster(stations=247, workers=[(0, 124), (124, 123)], rate=rate, surreal=None,
+                        name=f"t-small-{os.getpid()}-{int(rate) if rate < 1e9 else 'max'}", max_batch=4096,
+                        channel_capacity=8192, max_lag=0.005)
+    s = c.run(1.5, handle_signals=False)
+    _check_balanced(s)
+    assert s["accounting"]["processed"] > 100_000
+    assert s["latency_us"]["count"] == s["accounting"]["processed"]
+    assert _leftovers(c.name) == []
