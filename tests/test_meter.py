@@ -31,6 +31,15 @@ from ctas7.stages.meter import (
 )
 
 
+#: The raw-count semantics the hand-computed cases below were worked out in:
+#: no transform, no common-mode correction, no smoothing, no correction.
+RAW = dict(transform="none", common_mode="none", smoothing=1.0, min_groups=1, family_correction=0.0)
+
+
+def RawParams(**kw):
+    return MeterParams(**{**RAW, **kw})
+
+
 def bits(z):
     return -math.log2(math.erfc(abs(z) / math.sqrt(2.0)))
 
@@ -124,7 +133,9 @@ def test_sample_within_space_and_deterministic():
         p = sample(np.random.default_rng(seed), n_nodes=12)
         assert p == sample(seed, n_nodes=12)
         for key, r in PARAM_SPACE.items():
-            if r.per_node:
+            if r.kind == "choice":
+                assert getattr(p, key) in r.choices, key
+            elif r.per_node:
                 vals = [v for _, v in getattr(p, key)]
                 assert all(r.low <= v <= r.high for v in vals)
             else:
@@ -142,7 +153,7 @@ def test_sample_within_space_and_deterministic():
 # lookback 3 -> alpha 0.5; constant 4 per tick gives mean 4, var 0 (the first
 # update takes a = 1). At tick 4 var_eff = max(0, var_floor 1, 1 * |4|) = 4,
 # so x = 20 gives z = 16 / 2 = 8 and x = 0 gives z = -2.
-HAND = MeterParams(tick_ns=10, lookback_ticks=3.0, min_samples=2, score_threshold=10.0,
+HAND = RawParams(tick_ns=10, lookback_ticks=3.0, min_samples=2, score_threshold=10.0,
                    min_hot_nodes=3, convergence_threshold=0.8, window_ticks=3,
                    confidence_half_life=1.0, min_state_ticks=1)
 
@@ -182,7 +193,8 @@ def test_hand_computed_scores_baseline_and_rising_edge():
 
 def test_hand_computed_disagreement_weights_and_groups():
     a = hand_activity()
-    # Node 3 made hot (z=-2 is 4.46 bits >= 4): clusters (0,+)=3, (0,-)=1.
+    # Node 3 made hot (z=-2 is 4.46 bits >= 4): 3 nodes up, 1 down, all fresh:
+    # confidence = up weight / all weight = 3/4.
     p = HAND.replace(node_thresholds={3: 4.0})
     _, tr = run_steps(a, params=p)
     assert tr["hot"][4].tolist() == [True] * 4
@@ -194,10 +206,94 @@ def test_hand_computed_disagreement_weights_and_groups():
     _, tr = run_steps(a, params=pw)
     assert tr["count"][4] == 3.5 and tr["conf"][4] == pytest.approx(3 / 3.5)
     assert tr["alarms"] == [4]
-    # Groups: node 1 in group 1 splits the up-cluster: max(2, 1, 0.5)/3.5.
+    # Groups corroborate instead of splitting: node 1 in group 1 leaves the
+    # confidence at 3 / 3.5 (agreement is on direction only).
     _, tr = run_steps(a, groups=[0, 1, 0, 0], params=pw)
-    assert tr["conf"][4] == pytest.approx(2 / 3.5) and tr["alarms"] == []
-    assert evaluate_activity(a, [0, 1, 0, 0], pw).tolist() == []
+    assert tr["conf"][4] == pytest.approx(3 / 3.5) and tr["alarms"] == [4]
+    # min_groups=2: the up nodes {0, 1, 2} must span two groups.
+    pg = pw.replace(min_groups=2)
+    assert evaluate_activity(a, None, pg).tolist() == []
+    assert evaluate_activity(a, [0, 1, 0, 0], pg).tolist() == [4]
+    assert reference_evaluate(a, [0, 1, 0, 0], pg).alarms == [4]
+    # Node 3 (down) alone in group 1 does not count for the up direction.
+    assert evaluate_activity(a, [0, 0, 0, 1], pg).tolist() == []
+    assert reference_evaluate(a, [0, 0, 0, 1], pg).alarms == []
+
+
+def test_hand_computed_anscombe_transform():
+    # y = 2 sqrt(x + 3/8): 4 -> 2 sqrt(4.375) = 4.18330, 20 -> 2 sqrt(20.375)
+    # = 9.02774. Baseline mean 4.18330, var 0, so var_eff = max(var_floor 1,
+    # poisson_floor 1 (the Poisson variance after the transform is 1)) = 1
+    # and z = 9.02774 - 4.18330 = 4.84444; x = 0 -> y = 1.22474, z = -2.95856.
+    a = hand_activity()
+    p = HAND.replace(transform="anscombe")
+    _, tr = run_steps(a, params=p)
+    y4, y20, y0 = (2 * math.sqrt(v + 0.375) for v in (4.0, 20.0, 0.0))
+    assert tr["scores"][4][:3] == pytest.approx([bits(y20 - y4)] * 3, rel=1e-5)
+    assert tr["scores"][4][3] == pytest.approx(bits(y0 - y4), rel=1e-5)
+    assert bits(y20 - y4) == pytest.approx(19.59, abs=0.01)  # hot at 10 bits
+    assert tr["alarms"] == [4]
+    # Drops and rises are symmetric: 4 -> 0 scores like 4 -> 8.2 would, far
+    # more than under the raw z (2.0).
+    assert abs(y0 - y4) > 2.9
+    # The 4 nodes light up at tick 4 and the transform leaves the raw
+    # semantics of everything downstream unchanged.
+    assert reference_evaluate(a, None, p).alarms == [4]
+    np.testing.assert_allclose(reference_evaluate(a, None, p).scores, tr["scores"], rtol=1e-5, atol=1e-6)
+
+
+def test_hand_computed_common_mode_and_smoothing():
+    # Every node quintuples at tick 4 (common mode): the global median ratio
+    # is 5, expected = mean * 5, only node 0 is hot; without the correction
+    # all are (z = 16 / 2 = 8).
+    a = np.full((6, 5), 4.0, dtype=np.float32)
+    a[4, :] = 20.0
+    a[4, 0] = 100.0  # node 0 also has its own excess: 100 vs 4 * 5 -> z = 80 / sqrt(20)
+    p = HAND.replace(min_hot_nodes=1, convergence_threshold=0.5)
+    _, tr = run_steps(a, params=p.replace(common_mode="global"))
+    assert tr["hot"][4].tolist() == [True, False, False, False, False]
+    assert tr["scores"][4][0] == pytest.approx(bits(80 / math.sqrt(20.0)), rel=1e-5)
+    _, tr = run_steps(a, params=p)
+    assert tr["hot"][4].tolist() == [True] * 5
+    # Smoothing s: z_s = (1 - s) z_s + s z, scored as z_s / sqrt(s / (2 - s)).
+    # s = 0.5: one z = 8 tick gives z_s = 4, scored 4 * sqrt(3) = 6.93.
+    _, tr = run_steps(hand_activity(), params=HAND.replace(smoothing=0.5))
+    assert tr["scores"][4][0] == pytest.approx(bits(4 * math.sqrt(3.0)), rel=1e-5)
+
+
+def test_family_correction_raises_the_threshold():
+    # 4 nodes, correction 1: threshold 10 + log2(4) = 12 bits; z = 2 for node
+    # 3 is 4.46 bits, under an override of 4 + 2 = 6.
+    a = hand_activity()
+    p = HAND.replace(node_thresholds={3: 4.0}, family_correction=1.0)
+    _, tr = run_steps(a, params=p)
+    assert tr["hot"][4].tolist() == [True, True, True, False]
+    assert _meter.MeterCore(p.compile(), None, 4).array("mean").shape == (4,)
+    assert reference_evaluate(a, None, p).hot[4].tolist() == [True, True, True, False]
+    # 49.5 bits vs 12: the burst still fires; at 60 bits it would not.
+    assert evaluate_activity(a, None, p).tolist() == [4]
+    assert evaluate_activity(a, None, p.replace(score_threshold=48.0)).tolist() == []
+
+
+def test_pattern_bonus_makes_a_matched_node_hot():
+    # Node 3's drop (4.46 bits) is under 10; 2 matches at 3 bits each in the
+    # window lift it to 10.46: hot. A match at tick 0 has left the window.
+    a = hand_activity()
+    p = HAND.replace(pattern_bonus=3.0)
+    core = _meter.MeterCore(p.compile(), None, 4)
+    core.add_matches(np.array([0, 3, 4], np.int64), np.array([3, 3, 3], np.int64))
+    hot = []
+    for row in a:
+        core.step(row)
+        hot.append(core.array("hot").astype(bool))
+    assert hot[4].tolist() == [True] * 4
+    m = np.zeros(a.shape, np.int64)
+    m[[0, 3, 4], 3] = 1
+    assert reference_evaluate(a, None, p, matches=m).hot[4].tolist() == [True] * 4
+    # One match (3 bits) is not enough, and without the bonus nothing changes.
+    m[3, 3] = 0
+    assert reference_evaluate(a, None, p, matches=m).hot[4].tolist() == [True, True, True, False]
+    assert reference_evaluate(a, None, p.replace(pattern_bonus=0.0), matches=m * 9).hot[4, 3] == False  # noqa: E712
 
 
 def test_hysteresis_min_state_ticks():
@@ -213,7 +309,7 @@ def test_trend_states():
     a = np.full((30, 2), 5.0, dtype=np.float32)
     a[20:24, 0] = [6.0, 7.0, 8.0, 9.0]  # small steady rise: not hot
     a[20:24, 1] = [4.0, 3.0, 2.0, 1.0]
-    p = MeterParams(min_samples=5, min_state_ticks=1, score_threshold=20.0)
+    p = RawParams(min_samples=5, min_state_ticks=1, score_threshold=20.0)
     _, tr = run_steps(a, params=p)
     assert tr["states"][22, 0] == NodeState.INCREASING
     assert tr["states"][22, 1] == NodeState.REDUCING
@@ -223,7 +319,7 @@ def test_trend_states():
 def test_warm_up_is_not_scored():
     a = np.full((10, 3), 2.0, dtype=np.float32)
     a[3, :] = 500.0
-    p = MeterParams(min_samples=5, min_hot_nodes=1, convergence_threshold=0.5)
+    p = RawParams(min_samples=5, min_hot_nodes=1, convergence_threshold=0.5)
     core, tr = run_steps(a, params=p)
     assert np.all(tr["scores"][:5] == 0) and not tr["hot"][:5].any()
     assert tr["alarms"] == [] and evaluate_activity(a, None, p).size == 0
@@ -234,7 +330,7 @@ def test_outlier_clipping_protects_the_baseline():
     rng = np.random.default_rng(3)
     a = rng.normal(100.0, 5.0, size=(60, 1)).astype(np.float32)
     a[50, 0] = 10_000.0
-    p = MeterParams(min_samples=10, outlier_sigma=3.0, var_floor=1e-6, poisson_floor=0.0)
+    p = RawParams(min_samples=10, outlier_sigma=3.0, var_floor=1e-6, poisson_floor=0.0)
     core = _meter.MeterCore(p.compile(), None, 1)
     for row in a[:50]:
         core.step(row)
@@ -252,7 +348,7 @@ def test_persistence_m_of_n():
     a = np.full((40, 3), 3.0, dtype=np.float32)
     a[30, 0] = 60.0  # one tick only
     a[30:32, 1] = 60.0  # two ticks
-    p = MeterParams(min_samples=5, persistence_m=2, persistence_n=3, outlier_sigma=1.0)
+    p = RawParams(min_samples=5, persistence_m=2, persistence_n=3, outlier_sigma=1.0)
     _, tr = run_steps(a, params=p)
     assert not tr["hot"][:, 0].any()
     assert not tr["hot"][30, 1] and tr["hot"][31, 1]
@@ -262,7 +358,7 @@ def test_rising_edge_only_and_rearm():
     a = np.full((80, 5), 4.0, dtype=np.float32)
     a[20:26, :4] = 60.0  # sustained: one alarm
     a[50:53, :4] = 60.0  # again after it fell: a second alarm
-    p = MeterParams(min_samples=5, min_hot_nodes=3, window_ticks=5, outlier_sigma=1.0,
+    p = RawParams(min_samples=5, min_hot_nodes=3, window_ticks=5, outlier_sigma=1.0,
                     confidence_half_life=1e6)
     _, tr = run_steps(a, params=p)
     assert tr["hot"][20:26, :4].sum() > 12  # it did stay hot for several ticks
@@ -276,7 +372,7 @@ def test_confidence_decays_with_age():
     a = np.full((40, 4), 4.0, dtype=np.float32)
     for k, node in enumerate(range(3)):
         a[20 + 4 * k, node] = 80.0
-    p = MeterParams(min_samples=5, min_hot_nodes=3, window_ticks=12, confidence_half_life=2.0)
+    p = RawParams(min_samples=5, min_hot_nodes=3, window_ticks=12, confidence_half_life=2.0)
     assert evaluate_activity(a, None, p).tolist() == []
     assert evaluate_activity(a, None, p.replace(confidence_half_life=1e6)).tolist() == [28]
 
@@ -300,7 +396,8 @@ def _random_case(seed, n_nodes, n_ticks):
     groups = rng.integers(0, 3, size=n_nodes) if rng.random() < 0.5 else None
     p = sample(rng, n_nodes=n_nodes if rng.random() < 0.5 else 0,
                base=MeterParams(var_floor=float(rng.uniform(0.1, 2.0)), poisson_floor=float(rng.choice([0.0, 1.0]))))
-    p = p.replace(score_threshold=float(rng.uniform(4.0, 12.0)), min_hot_nodes=float(rng.integers(1, 4)))
+    p = p.replace(score_threshold=float(rng.uniform(4.0, 12.0)), min_hot_nodes=float(rng.integers(1, 4)),
+                  common_mode=str(rng.choice(["none", "global", "group"])))
     return a, groups, p
 
 
@@ -326,7 +423,7 @@ def test_score_series_matches_reference():
     rng = np.random.default_rng(11)
     x = (rng.normal(50, 3, 400) + np.r_[np.zeros(300), np.full(100, 25.0)]).astype(np.float32)
     x[10] = np.nan
-    p = MeterParams(min_samples=20, var_floor=1e-3, poisson_floor=0.0)
+    p = RawParams(min_samples=20, var_floor=1e-3, poisson_floor=0.0)
     s = score_series(x, p)
     assert s.dtype == np.float32 and s.shape == x.shape
     np.testing.assert_allclose(s, reference_score_series(x, p), rtol=1e-5, atol=1e-5)
@@ -338,7 +435,7 @@ def test_score_series_matches_reference():
 # Streaming stage
 # ---------------------------------------------------------------------------
 
-STREAM_PARAMS = MeterParams(tick_ns=1_000_000, min_samples=8, score_threshold=12.0, min_hot_nodes=3,
+STREAM_PARAMS = RawParams(tick_ns=1_000_000, min_samples=8, score_threshold=12.0, min_hot_nodes=3,
                             window_ticks=6)
 
 
@@ -366,7 +463,7 @@ def test_hundred_thousand_nodes():
     late = ts >= 20 * 1000
     node[np.flatnonzero(late)[: 4 * 40]] = np.repeat(burst, 40)
     s = make_events(ts=ts, node=node)
-    p = MeterParams(tick_ns=1000, min_samples=5, min_hot_nodes=4, window_ticks=3, score_threshold=16.0)
+    p = RawParams(tick_ns=1000, min_samples=5, min_hot_nodes=4, window_ticks=3, score_threshold=16.0)
     m = Meter(p)
     convs = [c for b in batches(s, 4096) for c in m.process(Frame(b)).convergences]
     assert m.baseline[0].shape == (n,)
@@ -390,7 +487,7 @@ def test_nodes_appearing_late_match_the_matrix():
     node.append(0)
     value.append(0.0)
     s = make_events(ts=ts, node=node, value=value)
-    p = MeterParams(tick_ns=10, min_samples=5, min_hot_nodes=4, convergence_threshold=0.6)
+    p = RawParams(tick_ns=10, min_samples=5, min_hot_nodes=4, convergence_threshold=0.6)
     m = Meter(p)
     convs = m.process(Frame(s)).convergences
     # 30: the late nodes' first events are surprising (they were silent since tick 0).
@@ -399,7 +496,7 @@ def test_nodes_appearing_late_match_the_matrix():
 
 
 def test_convergence_record_fields():
-    p = MeterParams(tick_ns=100, min_samples=5, min_hot_nodes=3, window_ticks=4, convergence_threshold=0.6)
+    p = RawParams(tick_ns=100, min_samples=5, min_hot_nodes=3, window_ticks=4, convergence_threshold=0.6)
     quiet = make_events(ts=np.repeat(np.arange(30) * 100, 5), node=np.tile(np.arange(5), 30), value=2.0)
     burst = make_events(ts=np.full(40, 3_050), node=np.r_[np.full(10, 0), np.full(12, 2), np.full(18, 4)])
     hb = make_events(ts=[3_150], kind=KIND_HEARTBEAT)  # closes tick 30 without activity
@@ -415,8 +512,8 @@ def test_convergence_record_fields():
     assert c.first_hot_ts == (3_100,) * 3
     assert c.scores[0] > c.scores[1] > c.scores[2] >= p.score_threshold
     assert c.weighted_count == 3.0
-    # Confidence: largest (group, direction) cluster {2, 4} of weight 2 / 3.
-    assert c.confidence == pytest.approx(2 / 3)
+    # Confidence: all three agree on the direction (up) and are fresh: 1.
+    assert c.confidence == pytest.approx(1.0)
     assert c.pattern_matches == 2
     # Events on nodes 0, 2, 4 in ticks 27..30: 3 quiet ticks x 3 nodes x 1 + 40.
     assert c.event_count == 9 + 40
@@ -424,7 +521,7 @@ def test_convergence_record_fields():
 
 
 def test_control_events_move_time_and_late_events_are_counted():
-    p = MeterParams(tick_ns=10)
+    p = RawParams(tick_ns=10)
     m = Meter(p)
     m.process(Frame(make_events(ts=[0, 5, 35], node=[1, 1, 0], kind=[0, 0, KIND_HEARTBEAT])))
     assert m.ticks_closed == 3 and m.open_tick == 3
@@ -434,19 +531,19 @@ def test_control_events_move_time_and_late_events_are_counted():
 
 
 def test_huge_time_gap_is_bounded():
-    m = Meter(MeterParams(tick_ns=1), max_gap_ticks=100)
+    m = Meter(RawParams(tick_ns=1), max_gap_ticks=100)
     m.process(Frame(make_events(ts=[0, 10**15], node=[0, 0])))
     assert m.ticks_closed == 101 and m.skipped_ticks == 10**15 - 101
     assert m.open_tick == 10**15
 
 
 def test_conformance():
-    checks.check_stage(Meter(MeterParams(min_samples=5, score_threshold=8.0)))
+    checks.check_stage(Meter(RawParams(min_samples=5, score_threshold=8.0)))
     checks.check_stage(Meter(groups=np.arange(12) % 3))
 
 
 def test_pickle_mid_stream_with_pending_records():
-    p = MeterParams(min_samples=5, min_hot_nodes=3)
+    p = RawParams(min_samples=5, min_hot_nodes=3)
     a = np.full((30, 4), 4.0, np.float32)
     a[20, :3] = 60.0
     core = _meter.MeterCore(p.compile(), None, 4)
@@ -488,7 +585,7 @@ def test_bad_input_is_rejected():
 def test_evaluate_activity_accepts_compiled_and_other_dtypes():
     a = np.full((30, 4), 4.0)
     a[20, :3] = 60.0
-    p = MeterParams(min_samples=5)
+    p = RawParams(min_samples=5)
     assert evaluate_activity(a, None, p.compile()).tolist() == evaluate_activity(a.astype(np.float32), None, p).tolist() == [20]
     assert evaluate_activity(np.zeros((0, 3), np.float32), None, p).size == 0
     assert evaluate_activity(np.zeros((5, 0), np.float32), None, p).size == 0

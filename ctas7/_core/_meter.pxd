@@ -2,6 +2,10 @@
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+cdef extern from "ctas7/meter.h" nogil:
+    void ctas7_meter_transform(const float* x, float* y, Py_ssize_t n, int anscombe)
+
+
 # One EVENT_DTYPE record (ctas7.events), 32 bytes, naturally aligned.
 cdef packed struct meter_event_t:
     int64_t ts
@@ -32,12 +36,21 @@ ctypedef struct meter_cfg_t:
     int64_t window_ticks
     double half_life
     double decay[256]    # 2**(-age / half_life) for age < 256
+    int transform        # 0: raw counts, 1: Anscombe 2*sqrt(x + 3/8)
+    int common_mode      # 0: off, 1: global median ratio, 2: per-group median ratio
+    uint32_t min_groups  # distinct groups among the dominant-direction hot nodes
+    double family_correction  # bits added per log2(nodes tracked)
+    double pattern_bonus      # bits per TETH match in the window (streaming)
+    double score_threshold    # bits (before the family correction)
+    double smoothing          # EWMA factor of the standardised residual (1: none)
+    double smooth_norm        # 1 / sd of the smoothed residual under the null
 
 # Sparse per-node overrides, densified whenever the node arrays grow.
 ctypedef struct meter_over_t:
     const int64_t* thr_nodes
     const double* thr_z2
     const double* thr_z2inv
+    const double* thr_bits
     Py_ssize_t n_thr
     const int64_t* w_nodes
     const double* w_values
@@ -78,6 +91,24 @@ ctypedef struct meter_state_t:
     # per-node parameters
     double* z2thr
     double* z2inv
+    double* thrbits       # effective threshold in bits (pattern bonus test)
+    Py_ssize_t corr_n     # nodes the family correction was computed for
+    # common mode: scratch ratios, per-node factor, per-group bucketing
+    double* cm_buf
+    double* cm_fac
+    int32_t* cm_gcount
+    int32_t* cm_gstart
+    float* upd            # the row the baselines take in (transformed, de-common-moded)
+    float* ybuf           # this tick's scored values
+    float* zsm            # smoothed standardised residual
+    # TETH matches (streaming): per-node count in the window and a tick-sorted queue
+    uint32_t* mwin
+    int64_t* mq_tick
+    int32_t* mq_node
+    Py_ssize_t mq_len
+    Py_ssize_t mq_cap
+    Py_ssize_t mq_in      # entries [mq_out, mq_in) are in the window
+    Py_ssize_t mq_out
     double* weight
     int32_t* group
     # active (in-window) node list
@@ -113,6 +144,7 @@ cdef class MeterConfig:
     cdef object thr_nodes       # int64 node ids with a threshold override
     cdef object thr_z2          # float64 z^2 (hot) per override
     cdef object thr_z2inv       # float64 z^2 (investigate) per override
+    cdef object thr_bits        # float64 bits per override
     cdef object w_nodes         # int64 node ids with a weight
     cdef object w_values        # float64 weights
 
@@ -129,4 +161,6 @@ cdef class MeterCore:
 
 
 cdef double z_of_bits(double bits) noexcept nogil
+cdef double bits_of_z(double z) noexcept nogil
+cdef double quickselect_median(double* a, Py_ssize_t n) noexcept nogil
 cdef uint32_t popcount32(uint32_t v) noexcept nogil

@@ -12,7 +12,7 @@ matrix. Both run entirely without the GIL.
 from libc.math cimport erfc, exp2, fabs, isfinite, log2, sqrt, INFINITY, NAN
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 
 import numpy as np
 
@@ -26,6 +26,8 @@ cdef extern from *:
 
 DEF KIND_CONTROL_BASE = 0xFF00
 DEF DECAY_TABLE = 256
+DEF CM_MIN_NODES = 3      # eligible nodes needed for a common-mode median
+DEF CM_MIN_MEAN = 0.5     # baseline mean (scored scale) for a node to be eligible
 
 cdef enum:
     CALM = 0
@@ -52,6 +54,38 @@ cdef inline uint32_t popcount32(uint32_t v) noexcept nogil:
 
 cdef inline double _bits_of_z(double z) noexcept nogil:
     return -log2(erfc(z * CTAS7_METER_SQRT1_2))
+
+
+cdef double bits_of_z(double z) noexcept nogil:
+    """Two-sided surprisal ``-log2 P(|Z| >= |z|)`` in bits."""
+    return _bits_of_z(fabs(z))
+
+
+cdef double quickselect_median(double* a, Py_ssize_t n) noexcept nogil:
+    """Lower median (element ``(n - 1) // 2`` in sorted order) of ``a[:n]``;
+    reorders ``a``. ``n`` must be at least 1."""
+    cdef Py_ssize_t k = (n - 1) // 2, lo = 0, hi = n - 1, i, j
+    cdef double pivot, tmp
+    while lo < hi:
+        pivot = a[lo + (hi - lo) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                tmp = a[i]; a[i] = a[j]; a[j] = tmp
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return a[k]
+    return a[k]
 
 
 cdef double z_of_bits(double bits) noexcept nogil:
@@ -118,6 +152,8 @@ cdef void _state_free(meter_state_t* st) noexcept nogil:
     free(st.hot); free(st.hot_z); free(st.last_z)
     free(st.state); free(st.state_age); free(st.x1); free(st.x2)
     free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
+    free(st.thrbits); free(st.cm_buf); free(st.cm_fac); free(st.cm_gcount); free(st.cm_gstart)
+    free(st.upd); free(st.ybuf); free(st.zsm); free(st.mwin); free(st.mq_tick); free(st.mq_node)
     free(st.active); free(st.gpos); free(st.gneg); free(st.gtouched); free(st.gmark)
     free(st.fired_tick); free(st.fired_count); free(st.fired_conf); free(st.fired_off)
     free(st.snap_node); free(st.snap_first); free(st.snap_z); free(st.snap_dir)
@@ -135,7 +171,10 @@ cdef int _state_init(meter_state_t* st, int track, Py_ssize_t n_groups) noexcept
     st.gneg = <double*>malloc(sizeof(double) * n_groups)
     st.gtouched = <int32_t*>malloc(sizeof(int32_t) * n_groups)
     st.gmark = <uint8_t*>malloc(sizeof(uint8_t) * n_groups)
-    if st.gpos == NULL or st.gneg == NULL or st.gtouched == NULL or st.gmark == NULL:
+    st.cm_gcount = <int32_t*>malloc(sizeof(int32_t) * (n_groups + 1))
+    st.cm_gstart = <int32_t*>malloc(sizeof(int32_t) * (n_groups + 1))
+    if (st.gpos == NULL or st.gneg == NULL or st.gtouched == NULL or st.gmark == NULL
+            or st.cm_gcount == NULL or st.cm_gstart == NULL):
         return -1
     memset(st.gpos, 0, sizeof(double) * n_groups)
     memset(st.gneg, 0, sizeof(double) * n_groups)
@@ -157,10 +196,17 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.z2inv, sizeof(double), cap)
             or _realloc(<void**>&st.weight, sizeof(double), cap)
             or _realloc(<void**>&st.group, sizeof(int32_t), cap)
-            or _realloc(<void**>&st.active, sizeof(int32_t), cap)):
+            or _realloc(<void**>&st.active, sizeof(int32_t), cap)
+            or _realloc(<void**>&st.thrbits, sizeof(double), cap)
+            or _realloc(<void**>&st.cm_buf, sizeof(double), cap)
+            or _realloc(<void**>&st.cm_fac, sizeof(double), cap)
+            or _realloc(<void**>&st.upd, sizeof(float), cap)
+            or _realloc(<void**>&st.ybuf, sizeof(float), cap)
+            or _realloc(<void**>&st.zsm, sizeof(float), cap)):
         return -1
     if st.track:
         if (_realloc(<void**>&st.acc, sizeof(float), cap)
+                or _realloc(<void**>&st.mwin, sizeof(uint32_t), cap)
                 or _realloc(<void**>&st.hot, sizeof(uint8_t), cap)
                 or _realloc(<void**>&st.hot_z, sizeof(float), cap)
                 or _realloc(<void**>&st.last_z, sizeof(float), cap)
@@ -202,10 +248,13 @@ cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over
         st.hot_dir[i] = 0
         st.z2thr[i] = cfg.z2_hot
         st.z2inv[i] = cfg.z2_investigate
+        st.thrbits[i] = cfg.score_threshold
+        st.zsm[i] = 0.0
         st.weight[i] = 1.0
         st.group[i] = ov.groups[i] if i < ov.n_groups_arr else 0
         if st.track:
             st.acc[i] = 0.0
+            st.mwin[i] = 0
             st.hot[i] = 0
             st.hot_z[i] = 0.0
             st.last_z[i] = 0.0
@@ -218,12 +267,42 @@ cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over
         if old <= node < n:
             st.z2thr[node] = ov.thr_z2[j]
             st.z2inv[node] = ov.thr_z2inv[j]
+            st.thrbits[node] = ov.thr_bits[j]
     for j in range(ov.n_w):
         node = ov.w_nodes[j]
         if old <= node < n:
             st.weight[node] = ov.w_values[j]
     st.n = n
+    if cfg.family_correction > 0.0:
+        _family_thresholds(st, cfg, ov)
     return 0
+
+
+cdef void _family_thresholds(meter_state_t* st, const meter_cfg_t* cfg,
+                             const meter_over_t* ov) noexcept nogil:
+    """Raise every node's threshold by ``family_correction * log2(n)`` bits
+    for the ``n`` nodes now tracked (a Bonferroni-style correction)."""
+    cdef Py_ssize_t i, j, n = st.n
+    cdef int64_t node
+    cdef double corr = cfg.family_correction * log2(<double>n) if n > 1 else 0.0
+    cdef double b = cfg.score_threshold + corr
+    cdef double z = z_of_bits(b), zi = z_of_bits(0.5 * b)
+    if n == st.corr_n:
+        return
+    st.corr_n = n
+    for i in range(n):
+        st.z2thr[i] = z * z
+        st.z2inv[i] = zi * zi
+        st.thrbits[i] = b
+    for j in range(ov.n_thr):
+        node = ov.thr_nodes[j]
+        if node < n:
+            b = ov.thr_bits[j] + corr
+            z = z_of_bits(b)
+            zi = z_of_bits(0.5 * b)
+            st.z2thr[node] = z * z
+            st.z2inv[node] = zi * zi
+            st.thrbits[node] = b
 
 
 cdef int _fired_reserve(meter_state_t* st, Py_ssize_t k) noexcept nogil:
@@ -272,6 +351,102 @@ cdef int _snapshot(meter_state_t* st, int64_t t, double count, double conf) noex
 # The core: close one tick for every node
 # ---------------------------------------------------------------------------
 
+cdef void _matches_advance(meter_state_t* st, int64_t t, int64_t lo) noexcept nogil:
+    """Matches of ticks <= t enter their node's window count; matches of
+    ticks < lo leave it."""
+    while st.mq_in < st.mq_len and st.mq_tick[st.mq_in] <= t:
+        st.mwin[st.mq_node[st.mq_in]] += 1
+        st.mq_in += 1
+    while st.mq_out < st.mq_in and st.mq_tick[st.mq_out] < lo:
+        st.mwin[st.mq_node[st.mq_out]] -= 1
+        st.mq_out += 1
+
+
+cdef int _matches_push(meter_state_t* st, int64_t tick, int32_t node) noexcept nogil:
+    """Queue one match, keeping the pending part sorted by tick (stable)."""
+    cdef Py_ssize_t j, need
+    if st.mq_out > 0 and st.mq_len == st.mq_cap:
+        memmove(st.mq_tick, st.mq_tick + st.mq_out, sizeof(int64_t) * (st.mq_len - st.mq_out))
+        memmove(st.mq_node, st.mq_node + st.mq_out, sizeof(int32_t) * (st.mq_len - st.mq_out))
+        st.mq_len -= st.mq_out
+        st.mq_in -= st.mq_out
+        st.mq_out = 0
+    if st.mq_len == st.mq_cap:
+        need = 2 * st.mq_cap + 16
+        if _realloc(<void**>&st.mq_tick, sizeof(int64_t), need) or _realloc(<void**>&st.mq_node, sizeof(int32_t), need):
+            return -1
+        st.mq_cap = need
+    j = st.mq_len
+    while j > st.mq_in and st.mq_tick[j - 1] > tick:
+        st.mq_tick[j] = st.mq_tick[j - 1]
+        st.mq_node[j] = st.mq_node[j - 1]
+        j -= 1
+    st.mq_tick[j] = tick
+    st.mq_node[j] = node
+    st.mq_len += 1
+    return 0
+
+
+cdef void _common_mode(meter_state_t* st, const meter_cfg_t* cfg) noexcept nogil:
+    """Per-node common-mode factor ``cm_fac`` for this tick (scored scale).
+
+    The factor is the (lower) median, over eligible nodes, of the ratio of
+    the scored value to the baseline mean; eligible: warm, finite value,
+    mean > CM_MIN_MEAN. Global mode uses every eligible node; group mode
+    uses the node's group when it has at least CM_MIN_NODES eligible nodes,
+    else the global factor. Fewer than CM_MIN_NODES eligible nodes overall,
+    or a non-positive median: factor 1.
+    """
+    cdef Py_ssize_t i, n = st.n, k = 0, g, G = st.n_groups, a
+    cdef double y, m, f = 1.0, fg
+    for i in range(n):
+        y = st.ybuf[i]
+        m = st.mean[i]
+        if st.count[i] >= cfg.min_samples and y == y and m > CM_MIN_MEAN:
+            st.cm_buf[k] = y / m
+            k += 1
+    if k >= CM_MIN_NODES:
+        f = quickselect_median(st.cm_buf, k)
+        if not (f > 0.0):
+            f = 1.0
+    if cfg.common_mode == 2 and G > 1:
+        # Bucket the eligible ratios by group (counting sort), then a median per group.
+        for g in range(G + 1):
+            st.cm_gcount[g] = 0
+        for i in range(n):
+            y = st.ybuf[i]
+            m = st.mean[i]
+            if st.count[i] >= cfg.min_samples and y == y and m > CM_MIN_MEAN:
+                st.cm_gcount[st.group[i] + 1] += 1
+        st.cm_gstart[0] = 0
+        for g in range(G):
+            st.cm_gstart[g + 1] = st.cm_gstart[g] + st.cm_gcount[g + 1]
+        for g in range(G):
+            st.cm_gcount[g] = st.cm_gstart[g]
+        for i in range(n):
+            y = st.ybuf[i]
+            m = st.mean[i]
+            if st.count[i] >= cfg.min_samples and y == y and m > CM_MIN_MEAN:
+                g = st.group[i]
+                st.cm_buf[st.cm_gcount[g]] = y / m
+                st.cm_gcount[g] += 1
+        # cm_gcount[g] now is the end of group g's bucket; reuse it as the factor slot.
+        for g in range(G):
+            a = st.cm_gstart[g]
+            if st.cm_gcount[g] - a >= CM_MIN_NODES:
+                fg = quickselect_median(st.cm_buf + a, st.cm_gcount[g] - a)
+                st.gpos[g] = fg if fg > 0.0 else f
+            else:
+                st.gpos[g] = f
+        for i in range(n):
+            st.cm_fac[i] = st.gpos[st.group[i]]
+        for g in range(G):
+            st.gpos[g] = 0.0
+    else:
+        for i in range(n):
+            st.cm_fac[i] = f
+
+
 cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row,
                      int64_t t) noexcept nogil:
     """Score, hotness, states, baselines and convergence for tick ``t``.
@@ -282,12 +457,11 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef int64_t lo = t - cfg.window_ticks + 1
     cdef int64_t age
     cdef float x
-    cdef double m, ve, fl, d, z2, zz, w, dec, total, best, conf
-    cdef uint32_t h, c
-    cdef int raw, hot, converged, fired
+    cdef double y, f, e, m, ve, fl, d, z2, zz, w, dec, total, pos, neg, conf
+    cdef uint32_t h, c, n_dom
+    cdef int raw, hot, converged, fired, dom
     cdef uint8_t cand, s
     cdef int32_t g
-    cdef Py_ssize_t n_touched
 
     # Expire window members first so a node re-entering is listed once.
     k = 0
@@ -298,23 +472,48 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             k += 1
     st.n_active = k
 
+    if st.track and cfg.pattern_bonus > 0.0:
+        _matches_advance(st, t, lo)
+
+    ctas7_meter_transform(row, st.ybuf, n, cfg.transform)
+    if cfg.common_mode:
+        _common_mode(st, cfg)
+
     for i in range(n):
         x = row[i]
+        y = st.ybuf[i]
+        if cfg.common_mode:
+            f = st.cm_fac[i]
+            st.upd[i] = <float>(y / f)
+        else:
+            f = 1.0
+            st.upd[i] = <float>y
         c = st.count[i]
         raw = 0
         z2 = 0.0
         d = 0.0
         if c >= cfg.min_samples:
             m = st.mean[i]
-            ve = st.var[i]
-            fl = cfg.poisson_floor * fabs(m)
+            e = m * f
+            ve = <double>st.var[i] * f * f
+            fl = cfg.poisson_floor * (1.0 if cfg.transform else fabs(e))
             if fl < cfg.var_floor:
                 fl = cfg.var_floor
             if not (ve >= fl):
                 ve = fl
-            d = <double>x - m
-            z2 = d * d / ve
+            d = y - e
+            if cfg.smoothing < 1.0:
+                zz = d / sqrt(ve)
+                if zz == zz:
+                    zz = (1.0 - cfg.smoothing) * st.zsm[i] + cfg.smoothing * zz
+                    st.zsm[i] = <float>zz
+                    d = <double>st.zsm[i] * cfg.smooth_norm
+                z2 = d * d
+            else:
+                z2 = d * d / ve
             raw = z2 >= st.z2thr[i]
+            if not raw and st.track and st.mwin[i] and z2 == z2:
+                raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
         h = ((st.hist[i] << 1) | <uint32_t>raw) & cfg.persist_mask
         st.hist[i] = h
         hot = popcount32(h) >= cfg.persist_m
@@ -355,13 +554,15 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             st.x2[i] = st.x1[i]
             st.x1[i] = x
 
-    ewma_update_f32(st.mean, st.var, st.count, row, n, cfg.alpha, cfg.outlier_sigma, cfg.min_samples)
+    ewma_update_f32(st.mean, st.var, st.count, st.upd, n, cfg.alpha, cfg.outlier_sigma, cfg.min_samples)
     st.n_closed += 1
 
-    # Window: weighted count of distinct hot nodes, and the decayed weight of
-    # the largest (group, direction) cluster as a share of that count.
+    # Window: weighted count of distinct hot nodes; confidence = decayed
+    # weight of the dominant direction as a share of that count; the
+    # dominant direction's nodes must span at least min_groups groups.
     total = 0.0
-    n_touched = 0
+    pos = 0.0
+    neg = 0.0
     for j in range(st.n_active):
         i = st.active[j]
         w = st.weight[i]
@@ -371,28 +572,27 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             dec = cfg.decay[age]
         else:
             dec = exp2(-<double>age / cfg.half_life)
-        g = st.group[i]
-        if not st.gmark[g]:
-            st.gmark[g] = 1
-            st.gtouched[n_touched] = g
-            n_touched += 1
         if st.hot_dir[i] > 0:
-            st.gpos[g] += w * dec
+            pos += w * dec
         else:
-            st.gneg[g] += w * dec
-    best = 0.0
-    for j in range(n_touched):
-        g = st.gtouched[j]
-        if st.gpos[g] > best:
-            best = st.gpos[g]
-        if st.gneg[g] > best:
-            best = st.gneg[g]
-        st.gpos[g] = 0.0
-        st.gneg[g] = 0.0
-        st.gmark[g] = 0
-    conf = best / total if total > 0.0 else 0.0
+            neg += w * dec
+    dom = 1 if pos >= neg else -1
+    n_dom = 0
+    if cfg.min_groups > 1:
+        for j in range(st.n_active):
+            i = st.active[j]
+            g = st.group[i]
+            if (st.hot_dir[i] > 0) == (dom > 0) and not st.gmark[g]:
+                st.gmark[g] = 1
+                st.gtouched[n_dom] = g
+                n_dom += 1
+        for j in range(n_dom):
+            st.gmark[st.gtouched[j]] = 0
+    else:
+        n_dom = 1
+    conf = (pos if dom > 0 else neg) / total if total > 0.0 else 0.0
     converged = (st.n_active > 0 and total >= cfg.min_hot_nodes - 1e-9
-                 and conf >= cfg.convergence_threshold - 1e-12)
+                 and conf >= cfg.convergence_threshold - 1e-12 and n_dom >= cfg.min_groups)
     fired = converged and not st.prev_converged
     st.prev_converged = converged
     st.last_count = total
@@ -479,9 +679,14 @@ cdef class MeterConfig:
                  double score_threshold, uint32_t persistence_m, uint32_t persistence_n,
                  uint32_t min_state_ticks, double min_hot_nodes, double convergence_threshold,
                  int64_t window_ticks, double confidence_half_life,
-                 node_thresholds=(), node_weights=()):
+                 node_thresholds=(), node_weights=(), int transform=0, int common_mode=0,
+                 uint32_t min_groups=1, double family_correction=0.0, double pattern_bonus=0.0,
+                 double smoothing=1.0):
         cdef int a
-        if tick_ns < 1 or window_ticks < 1 or not (0 < persistence_m <= persistence_n <= 32):
+        if (tick_ns < 1 or window_ticks < 1 or not (0 < persistence_m <= persistence_n <= 32)
+                or transform not in (0, 1) or common_mode not in (0, 1, 2) or min_groups < 1
+                or not (family_correction >= 0.0) or not (pattern_bonus >= 0.0)
+                or not (0.0 < smoothing <= 1.0)):
             raise ValueError("invalid meter configuration (validate through MeterParams)")
         self.kwargs = dict(
             tick_ns=tick_ns, alpha=alpha, min_samples=min_samples, outlier_sigma=outlier_sigma,
@@ -490,7 +695,17 @@ cdef class MeterConfig:
             min_state_ticks=min_state_ticks, min_hot_nodes=min_hot_nodes,
             convergence_threshold=convergence_threshold, window_ticks=window_ticks,
             confidence_half_life=confidence_half_life,
-            node_thresholds=tuple(node_thresholds), node_weights=tuple(node_weights))
+            node_thresholds=tuple(node_thresholds), node_weights=tuple(node_weights),
+            transform=transform, common_mode=common_mode, min_groups=min_groups,
+            family_correction=family_correction, pattern_bonus=pattern_bonus, smoothing=smoothing)
+        self.cfg.smoothing = smoothing
+        self.cfg.smooth_norm = 1.0 / sqrt(smoothing / (2.0 - smoothing))
+        self.cfg.transform = transform
+        self.cfg.common_mode = common_mode
+        self.cfg.min_groups = min_groups
+        self.cfg.family_correction = family_correction
+        self.cfg.pattern_bonus = pattern_bonus
+        self.cfg.score_threshold = score_threshold
         self.cfg.tick_ns = tick_ns
         self.cfg.alpha = <float>alpha
         self.cfg.min_samples = min_samples
@@ -512,6 +727,7 @@ cdef class MeterConfig:
         self.thr_nodes = np.array([int(k) for k, _ in thr], dtype=np.int64)
         self.thr_z2 = np.array([z_of_bits(float(v)) ** 2 for _, v in thr], dtype=np.float64)
         self.thr_z2inv = np.array([z_of_bits(0.5 * float(v)) ** 2 for _, v in thr], dtype=np.float64)
+        self.thr_bits = np.array([float(v) for _, v in thr], dtype=np.float64)
         wts = list(node_weights)
         self.w_nodes = np.array([int(k) for k, _ in wts], dtype=np.int64)
         self.w_values = np.array([float(v) for _, v in wts], dtype=np.float64)
@@ -541,6 +757,7 @@ cdef void _fill_over(meter_over_t* ov, MeterConfig config, groups_arr):
     cdef const int64_t[::1] tn = config.thr_nodes
     cdef const double[::1] tz = config.thr_z2
     cdef const double[::1] ti = config.thr_z2inv
+    cdef const double[::1] tb = config.thr_bits
     cdef const int64_t[::1] wn = config.w_nodes
     cdef const double[::1] wv = config.w_values
     cdef const int32_t[::1] gr = groups_arr
@@ -548,6 +765,7 @@ cdef void _fill_over(meter_over_t* ov, MeterConfig config, groups_arr):
     ov.thr_nodes = &tn[0] if ov.n_thr else NULL
     ov.thr_z2 = &tz[0] if ov.n_thr else NULL
     ov.thr_z2inv = &ti[0] if ov.n_thr else NULL
+    ov.thr_bits = &tb[0] if ov.n_thr else NULL
     ov.n_w = wn.shape[0]
     ov.w_nodes = &wn[0] if ov.n_w else NULL
     ov.w_values = &wv[0] if ov.n_w else NULL
@@ -574,7 +792,8 @@ _STATE_ARRAYS = (
     ("mean", np.float32), ("var", np.float32), ("count", np.uint32), ("acc", np.float32),
     ("hist", np.uint32), ("last_hot", np.int64), ("first_hot", np.int64), ("hot_dir", np.int8),
     ("hot", np.uint8), ("hot_z", np.float32), ("last_z", np.float32), ("state", np.uint8),
-    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32),
+    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32),
+    ("zsm", np.float32),
 )
 
 
@@ -653,6 +872,40 @@ cdef class MeterCore:
             raise MemoryError()
         return bool(r)
 
+    def add_matches(self, const int64_t[::1] ticks, const int64_t[::1] nodes):  # IN, IN
+        """Queue TETH matches (tick and node of each) for the pattern bonus.
+
+        A match counts for its node from the close of its tick (a tick
+        already closed: the open tick) while its tick is inside the window.
+        Ignored when ``pattern_bonus`` is 0.
+        """
+        cdef Py_ssize_t j, n = ticks.shape[0], top = -1
+        cdef int64_t k
+        if nodes.shape[0] != n:
+            raise ValueError(f"ticks and nodes differ in length ({n} != {nodes.shape[0]})")
+        if self.config.cfg.pattern_bonus <= 0.0 or n == 0:
+            return
+        for j in range(n):
+            if nodes[j] < 0 or nodes[j] >= self.max_nodes:
+                raise ValueError(f"match names node {nodes[j]}, outside [0, max_nodes={self.max_nodes})")
+            if nodes[j] > top:
+                top = nodes[j]
+        if top + 1 > self.st.n and _state_grow(&self.st, &self.config.cfg, &self.over, top + 1):
+            raise MemoryError()
+        for j in range(n):
+            k = ticks[j]
+            if self.st.started and k < self.st.open_tick:
+                k = self.st.open_tick
+            if _matches_push(&self.st, k, <int32_t>nodes[j]):
+                raise MemoryError()
+
+    def pending_matches(self):
+        """``(ticks, nodes, n_in_window)`` of the queued matches (in window first)."""
+        cdef Py_ssize_t a = self.st.mq_out, b = self.st.mq_len
+        ticks = np.array([self.st.mq_tick[j] for j in range(a, b)], dtype=np.int64)
+        nodes = np.array([self.st.mq_node[j] for j in range(a, b)], dtype=np.int64)
+        return ticks, nodes, int(self.st.mq_in - a)
+
     def take_fired(self):
         """Snapshots of fired convergences since the last call, and clear.
 
@@ -700,6 +953,8 @@ cdef class MeterCore:
         if name == "state_age": return self.st.state_age
         if name == "x1": return self.st.x1
         if name == "x2": return self.st.x2
+        if name == "mwin": return self.st.mwin
+        if name == "zsm": return self.st.zsm
         raise KeyError(name)
 
     def scores(self):
@@ -768,6 +1023,7 @@ cdef class MeterCore:
             float(self.st.last_count), float(self.st.last_confidence),
         )
         state["pending"] = self.take_fired_copy()
+        state["matches"] = self.pending_matches()
         return state
 
     def take_fired_copy(self):
@@ -808,6 +1064,11 @@ cdef class MeterCore:
         self.st.last_confidence = lconf
         for (t, cnt, conf, nodes, first, hz, dirs) in state["pending"]:
             self._push_fired(t, cnt, conf, nodes, first, hz, dirs)
+        mt, mn, m_in = state["matches"]
+        for j in range(len(mt)):
+            if _matches_push(&self.st, int(mt[j]), int(mn[j])):
+                raise MemoryError()
+        self.st.mq_in = m_in
 
     cdef _push_fired(self, int64_t t, double cnt, double conf, nodes, first, hz, dirs):
         cdef Py_ssize_t j, k = len(nodes), o
@@ -884,6 +1145,7 @@ def score_series(const float[::1] values,  # IN
     cdef float mean = 0.0, var = 0.0
     cdef uint32_t count = 0
     cdef double fl, ve
+    cdef float y
     means = np.zeros(n, dtype=np.float32)
     vars_ = np.ones(n, dtype=np.float32)
     xs = np.zeros(n, dtype=np.float32)
@@ -897,8 +1159,9 @@ def score_series(const float[::1] values,  # IN
         return out
     with nogil:
         for t in range(n):
+            ctas7_meter_transform(&values[t], &y, 1, cfg.transform)
             if count >= cfg.min_samples:
-                fl = cfg.poisson_floor * fabs(mean)
+                fl = cfg.poisson_floor * (1.0 if cfg.transform else fabs(mean))
                 if fl < cfg.var_floor:
                     fl = cfg.var_floor
                 ve = var
@@ -906,8 +1169,8 @@ def score_series(const float[::1] values,  # IN
                     ve = fl
                 mv[t] = mean
                 vv[t] = <float>ve
-                xv[t] = values[t]
-            ewma_update_f32(&mean, &var, &count, &values[t], 1, cfg.alpha, cfg.outlier_sigma,
+                xv[t] = y
+            ewma_update_f32(&mean, &var, &count, &y, 1, cfg.alpha, cfg.outlier_sigma,
                             cfg.min_samples)
         surprisal_f32(&xv[0], &mv[0], &vv[0], &o[0], n)
     return out
