@@ -275,3 +275,22 @@ def test_small_buffers_under_load_still_balance(rate):
     assert s["accounting"]["processed"] > 100_000
     assert s["latency_us"]["count"] == s["accounting"]["processed"]
     assert _leftovers(c.name) == []
+
+
+def test_nats_source_feeds_the_cluster(tmp_path):
+    nats = pytest.importorskip("ctas7.sinks.nats")
+    from ctas7.events import make_events
+
+    try:
+        nats.nats_server_path()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.skip(f"no nats-server binary: {exc}")
+    name = f"t-nats-{os.getpid()}"
+    with nats.NatsServer(tmp_path / "nats") as server:
+        with nats.SyncEventPublisher(server.url, source="st1") as pub:
+            for i in range(3):
+                pub.publish(make_events(ts=np.arange(1000) + i * 1000, node=i, station=i))
+        s = _finish(_start(tmp_path, name, "--source", server.url, "--duration", "3"))
+    _check_balanced(s)
+    assert s["workers"] == 1 and s["accounting"]["processed"] == 3000
+    assert _leftovers(name) == []
