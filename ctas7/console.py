@@ -293,11 +293,12 @@ def latency_histogram(snap: dict, *, bar_width: int = 40):
         q.append(f"{label} ", style="bold")
         q.append(f"{_us(lat.get(key))}   ")
     q.append(f"mean {_us(lat.get('mean_us'))}   samples {_n(lat['count'])}")
+    lines = [q]
     target = (snap.get("config") or {}).get("latency_target_ns")
     if target:
         ok = lat.get("p99_us", 0) * 1e3 <= target
-        q.append(f"   p99 target {_us(target / 1e3)} ")
-        q.append("met" if ok else "missed", style="green" if ok else "red")
+        lines.append(Text(f"p99 target {_us(target / 1e3)}: ").append("met" if ok else "missed",
+                                                                       style="green" if ok else "red"))
     t = Table.grid(padding=(0, 1))
     t.add_column(justify="right", no_wrap=True)
     t.add_column(no_wrap=True)
@@ -311,7 +312,7 @@ def latency_histogram(snap: dict, *, bar_width: int = 40):
         full = int(cells)
         bar = "█" * full + ("▌" if cells - full >= 0.5 else "")
         t.add_row(f"≤ {_edge(up)}", Text(bar.ljust(bar_width), style="cyan"), _n(c), f"{100 * c / total:.1f}%")
-    return Group(q, t)
+    return Group(*lines, t)
 
 
 def throughput_graph(snap: dict, *, width: int = 80, height: int = 6):
