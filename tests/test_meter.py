@@ -33,7 +33,10 @@ from ctas7.stages.meter import (
 
 #: The raw-count semantics the hand-computed cases below were worked out in:
 #: no transform, no common-mode correction, no smoothing, no correction.
-RAW = dict(transform="none", common_mode="none", smoothing=1.0, min_groups=1, family_correction=0.0)
+RAW = dict(transform="none", common_mode="none", smoothing=1.0, min_groups=1, family_correction=0.0,
+           lookback_ticks=32.0, min_samples=10, outlier_sigma=4.0, score_threshold=10.0, min_hot_nodes=3.0,
+           convergence_threshold=0.8, window_ticks=10, persistence_m=1, persistence_n=1,
+           confidence_half_life=8.0, pattern_bonus=2.0)
 
 
 def RawParams(**kw):
@@ -76,7 +79,7 @@ def activity_of(stream, tick_ns, n_nodes):
 
 
 def test_params_roundtrip_file(tmp_path):
-    p = MeterParams(score_threshold=12.5, node_thresholds={4: 6.0}, node_weights=[(1, 0.5), (0, 2.0)],
+    p = MeterParams(lookback_ticks=32.0, score_threshold=12.5, node_thresholds={4: 6.0}, node_weights=[(1, 0.5), (0, 2.0)],
                     persistence_m=2, persistence_n=3)
     assert p.node_weights == ((0, 2.0), (1, 0.5))
     path = tmp_path / "meter.json"
