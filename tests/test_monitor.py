@@ -178,3 +178,21 @@ def test_cluster_accounting_unaffected(cluster_run):
     assert not os.path.exists(f"/dev/shm/{METRICS_PREFIX}{cluster_run['name']}")
     r = _monitor("--name", cluster_run["name"], "--once")
     assert r.returncode == 1 and "Traceback" not in r.stderr  # gone for good: a clear line
+
+
+def test_json_stream_ends_when_the_cluster_finishes(capsys):
+    from ctas7.metrics import Metrics
+
+    m = Metrics.create(f"tmon-json-{os.getpid()}", n_workers=1, n_stations=1)
+    try:
+        m.add(m.PROCESSED, 3)
+        m.set_state("done")
+        p = argparse.ArgumentParser()
+        monitor.add_arguments(p)
+        assert monitor.run(p.parse_args(["--name", m.name, "--json", "--refresh", "20"])) == 0
+        out, err = capsys.readouterr()
+        lines = out.strip().splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["counters"]["processed"] == 3
+        assert err == f"hft-monitor: cluster {m.name} finished\n"
+    finally:
+        m.close()
