@@ -14,6 +14,8 @@ __all__ = ["main", "build_parser"]
 
 # name -> (module, help). Each module provides add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "hft-cluster": ("ctas7.cluster", "run the cluster: station workers, shared-memory channels, the chain, sinks"),
+    "hft-monitor": ("ctas7.monitor", "watch a running hft-cluster: latency histogram, throughput graph, convergence events"),
     "demo": ("ctas7.demo", "a short demo: events through a shared-memory channel and the default chain"),
     "replay": ("ctas7.replay", "run the default chain over a recorded event stream"),
     "hft-monte-carlo": ("ctas7.sim.montecarlo", "seeded random search of the chain's parameters over the scenarios"),
