@@ -10,6 +10,7 @@ The side-by-side script ``asv_bench/peers.py`` is checked on tiny inputs.
 from __future__ import annotations
 
 import importlib
+import inspect
 import itertools
 import json
 import numbers
@@ -88,6 +89,14 @@ def test_suite_covers_the_areas():
         assert area in mods, f"no asv benchmarks for {area}"
     assert any(n.split(".")[-1].startswith("peakmem_") for n in names), "no peak-memory benchmark"
     assert any(n.startswith("chain.") and "peakmem_" in n for n in names)
+
+
+def test_bodies_skip_the_asv_way():
+    # a NotImplementedError raised in a benchmark body (not in setup) is a
+    # failure in asv; bodies must raise asv_runner's SkipNotImplemented
+    for b in _benchmarks():
+        src = inspect.getsource(b.func)
+        assert "raise NotImplementedError" not in src, f"{b.name}: raise SkipNotImplemented in a benchmark body"
 
 
 @pytest.mark.parametrize("module", MODULES)
