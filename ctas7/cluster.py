@@ -234,6 +234,8 @@ class Cluster:
         self.dropped_crash = [0] * n
         self.lost_slots = [0] * n
         self.restarts = [0] * n
+        self._start_failures = [0] * n
+        self.error = None
         self.incarnation = [0] * n
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["numpy", "ctas7.channel", "ctas7.metrics", "ctas7.stations.worker"])
@@ -305,14 +307,27 @@ class Cluster:
                 continue
             p.join()
             self._resolve(i)
+            # A worker that dies before it ever ran (status still "starting")
+            # will not get better by restarting: three in a row stop the cluster.
+            if m.words[self._i["status"][i]] == 0:
+                self._start_failures[i] += 1
+            else:
+                self._start_failures[i] = 0
+            if self._start_failures[i] >= 3 and restart:
+                self.error = (f"station worker {i} failed to start {self._start_failures[i]} times in a row "
+                              f"(exit code {p.exitcode}); see its traceback above")
+                self._stop = True
+                restart = False
             if restart:
-                m.set(self._i["status"][i], 3)
                 self.restarts[i] += 1
                 self.incarnation[i] += 1
                 m.set(self._i["restarts"][i], self.restarts[i])
                 m.set(m.RESTARTS, sum(self.restarts))
+                m.set(self._i["status"][i], 0)
                 self._start_worker(i)
             else:
+                if p.exitcode != 0:
+                    m.set(self._i["status"][i], 3)
                 self.procs[i] = None
 
     # ------------------------------------------------------------ hot path
@@ -642,6 +657,8 @@ class Cluster:
                 for i in range(len(self.ranges))
             ],
         }
+        if self.error:
+            summary["error"] = self.error
         if self._sink_errors:
             summary["sink_errors"] = {"count": self._sink_errors, "last": self._sink_last_error}
         return summary
@@ -770,4 +787,7 @@ def run(args) -> int:
         from rich.console import Console
 
         _render(summary, Console())
+    if summary.get("error"):
+        print(f"ctas7-intel hft-cluster: {summary['error']}", file=sys.stderr)
+        return 1
     return 0 if summary["accounting"]["balanced"] else 1

@@ -294,3 +294,18 @@ def test_nats_source_feeds_the_cluster(tmp_path):
     _check_balanced(s)
     assert s["workers"] == 1 and s["accounting"]["processed"] == 3000
     assert _leftovers(name) == []
+
+
+def test_a_worker_that_cannot_start_stops_the_cluster_with_an_error(tmp_path):
+    name = f"t-busy-{os.getpid()}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        proc = _start(tmp_path, name, "--source", f"udp:{port}", "--duration", "30")
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "failed to start 3 times" in err and "Address already in use" in err
+    s = json.loads(out.strip().splitlines()[-1])
+    _check_balanced(s)
+    assert s["elapsed_s"] < 20
+    assert _leftovers(name) == []

@@ -242,7 +242,6 @@ class _Worker:
         self.batches = w[self.i_batches]
         self.dead = w[self.i_dead]
         w[m.worker_index(i, "pid")] = os.getpid()
-        w[self.i_status] = 1
         self.pid = os.getpid()
         self.stamp = np.zeros(1, dtype=EVENT_DTYPE)
         self.stamp["kind"] = KIND_STAMP
@@ -264,6 +263,10 @@ class _Worker:
     def orphaned(self) -> bool:
         sp = self.spec
         return bool(sp.parent_pid) and not self._pid_alive(sp.parent_pid, sp.parent_start)
+
+    def started(self) -> None:
+        """The source is open: from now on a crash is a crash, not a failed start."""
+        self.m.words[self.i_status] = 1
 
     def claim(self, n: int):
         """A claim of 2..n+1 slots (stamp + events); None if the channel stayed full."""
@@ -290,9 +293,10 @@ class _Worker:
         self.batches += 1
         w[self.i_batches] = self.batches
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
         w = self.m.words
-        w[self.i_status] = 2
+        if clean:
+            w[self.i_status] = 2
         w[self.i_beat] = monotonic_ns()
         self.ch.close()
         self.m.close()
@@ -307,6 +311,7 @@ class _Worker:
             seqs=seqs, burst_period_ns=sp.burst_period_ns, burst_len_ns=sp.burst_len_ns,
             burst_share=sp.burst_share, n_burst=min(sp.n_burst, sp.n_stations),
         )
+        self.started()
         paced = sp.rate is not None
         step = 1e9 / sp.rate if paced else 1.0
         t0 = monotonic_ns()
@@ -347,6 +352,7 @@ class _Worker:
         src = open_source(sp.source, stations=range(sp.total_stations), dead_letter=sp.dead_letter)
         if isinstance(src, FileTailSource) and self.m.words[self.i_off]:
             _resume_file(src, self.m.words[self.i_off], self.m.words[self.i_line])
+        self.started()
         try:
             while self.running():
                 batch = src.poll(sp.max_batch)
@@ -366,6 +372,7 @@ class _Worker:
     def _run_nats(self) -> None:
         from ctas7.sinks.nats import iter_event_batches
 
+        self.started()
         while self.running():
             it = iter_event_batches(self.spec.source, idle_timeout=0.2, fetch_timeout=0.1)
             try:
@@ -425,12 +432,14 @@ def run_worker(spec: WorkerSpec) -> None:
     signal.signal(signal.SIGTERM, _on_term)
     set_timer_slack()
     w = _Worker(spec)
+    clean = False
     try:
         if spec.source == "synthetic":
             w.run_synthetic()
         else:
             w.run_polled()
+        clean = True
     except _Stop:
-        pass
+        clean = True
     finally:
-        w.close()
+        w.close(clean)
