@@ -15,6 +15,7 @@ absolute rates between runs.
 import multiprocessing as mp
 import os
 import queue
+import resource
 import signal
 import time
 from multiprocessing import shared_memory
@@ -40,11 +41,22 @@ def _batch(batch, station=0):
     return make_events(ts=seq, seq=seq, station=station)
 
 
-def _timed(start_children, consume):
-    """Start the producers (they wait on ``go``), then time ``consume()``."""
+def _cpu_s():
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _timed(start_children, consume, cpu=False):
+    """Start the producers (they wait on ``go``), then time ``consume()``.
+
+    Returns events/s, or (events/s, CPU ns per event of consumer and
+    producers together) with ``cpu``: the CPU figure hardly depends on how
+    busy the machine is, the rate does.
+    """
     go = FORK.Event()
     procs = start_children(go)
     time.sleep(0.02)  # let them reach go.wait()
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     go.set()
     got = consume()
@@ -53,7 +65,7 @@ def _timed(start_children, consume):
         p.join()
         if p.exitcode != 0:
             raise RuntimeError(f"producer exited with {p.exitcode}")
-    return got / dt
+    return (got / dt, (_cpu_s() - cpu0) / got * 1e9) if cpu else got / dt
 
 
 # ----------------------------------------------------------------- channel
@@ -82,11 +94,12 @@ def _channel_producer(name, rounds, batch, station, go, mode, wait):
     ch.close()
 
 
-def channel_throughput(producers=1, n=16_000_000, batch=16384, wait="sleep", capacity=1 << 16, mode="copy"):
+def channel_throughput(producers=1, n=16_000_000, batch=16384, wait="sleep", capacity=1 << 16, mode="copy", cpu=False):
     """Events/s through a channel from ``producers`` processes to this one.
 
     ``mode`` "copy": ``put_many`` -> ``get_into``; "zero-copy": ``claim`` ->
     fill -> ``commit`` and ``peek`` -> checksum -> ``release`` (SPSC only).
+    ``cpu``: also return CPU ns per event (see :func:`_timed`).
     """
     name = _name("tp")
     rounds = n // producers // batch
@@ -121,7 +134,7 @@ def channel_throughput(producers=1, n=16_000_000, batch=16384, wait="sleep", cap
                     raise AssertionError("zero-copy checksum mismatch")
             return got
 
-        return _timed(start, consume)
+        return _timed(start, consume, cpu)
 
 
 # ------------------------------------------------------------------- peers
@@ -210,7 +223,7 @@ def _shmlock_producer(ring, rounds, batch, go):
                 os.sched_yield()
 
 
-def shmlock_throughput(n=4_000_000, batch=16384, capacity=1 << 16):
+def shmlock_throughput(n=4_000_000, batch=16384, capacity=1 << 16, cpu=False):
     """Peer: the same batches through :class:`ShmLockRing` (events/s)."""
     ring = ShmLockRing(capacity)
     rounds = n // batch
@@ -231,7 +244,7 @@ def shmlock_throughput(n=4_000_000, batch=16384, capacity=1 << 16):
                     os.sched_yield()
             return got
 
-        return _timed(start, consume)
+        return _timed(start, consume, cpu)
     finally:
         ring.close()
 
@@ -244,7 +257,7 @@ def _queue_producer(q, rounds, batch, go):
     q.put(None)
 
 
-def mpqueue_throughput(n=2_000_000, batch=16384):
+def mpqueue_throughput(n=2_000_000, batch=16384, cpu=False):
     """Peer: the same batches through multiprocessing.Queue (pickled arrays)."""
     q = FORK.Queue(64)
     rounds = n // batch
@@ -260,7 +273,7 @@ def mpqueue_throughput(n=2_000_000, batch=16384):
             got += len(item)
         return got
 
-    return _timed(start, consume)
+    return _timed(start, consume, cpu)
 
 
 # --------------------------------------------------------------- per event
@@ -379,15 +392,47 @@ class MpmcThroughput:
 class Peers:
     """The same batches through multiprocessing.Queue and a shm + Lock ring."""
 
+    params = [[1024, 16384]]
+    param_names = ["batch"]
     timeout = 120
 
-    def track_mpqueue_events_per_s(self):
-        return mpqueue_throughput(2_000_000, 16384)
+    def track_mpqueue_events_per_s(self, batch):
+        return mpqueue_throughput(2_000_000, batch)
 
-    def track_shmlock_events_per_s(self):
-        return shmlock_throughput(8_000_000, 16384)
+    def track_shmlock_events_per_s(self, batch):
+        return shmlock_throughput(8_000_000, batch)
 
     track_mpqueue_events_per_s.unit = track_shmlock_events_per_s.unit = "events/s"
+
+
+class SmallBatch:
+    """SPSC channel with 1,024-event batches (compare with Peers at 1024)."""
+
+    timeout = 120
+
+    def track_events_per_s(self):
+        return channel_throughput(1, 8_000_000, 1024)
+
+    track_events_per_s.unit = "events/s"
+
+
+class CpuPerEvent:
+    """CPU ns per event (producer + consumer) of the batched transfers: the
+    figure that survives a busy machine, unlike the rates above."""
+
+    params = [["channel copy", "channel zero-copy", "shm+Lock ring", "mp.Queue"]]
+    param_names = ["path"]
+    timeout = 120
+
+    def track_cpu_ns_per_event(self, path):
+        if path == "shm+Lock ring":
+            return shmlock_throughput(8_000_000, 16384, cpu=True)[1]
+        if path == "mp.Queue":
+            return mpqueue_throughput(2_000_000, 16384, cpu=True)[1]
+        mode = "copy" if path == "channel copy" else "zero-copy"
+        return channel_throughput(1, 16_000_000, 16384, "sleep", 1 << 16, mode, cpu=True)[1]
+
+    track_cpu_ns_per_event.unit = "ns"
 
 
 class SingleEvent:
