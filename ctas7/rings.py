@@ -27,6 +27,21 @@ Examples
 True
 >>> int(ring.get(timeout=1.0)["node"])
 2
+
+Performance notes (measured with ``asv_bench/bench_rings_quick.py``):
+
+- Batched transfers are bound by ``memcpy``; per-call overhead is ~0.3 us.
+  A ring that fits the L2 caches with batches of a quarter of it (64 Ki
+  records = 2 MiB, batches of 16 Ki) costs ~3 ns of CPU per 32-byte event
+  (both processes); 1 Mi records (32 MiB) spill to memory and cost ~2x.
+- Zero copy saves the consumer's copy (~20% less CPU). Fill a claimed view
+  through a plain view, ``view.view(np.uint64)[:] = src.view(np.uint64)``,
+  or field by field: assigning a whole structured array
+  (``view[:] = src``) is ~20x slower than the byte copy.
+- ``WaitStrategy.SLEEP`` (futex) costs no CPU while idle and is right on a
+  busy machine; ``SPIN_YIELD`` gives lower latency when both sides have a
+  core of their own. A producer calls ``FUTEX_WAKE`` only when a consumer
+  is actually asleep.
 """
 
 from __future__ import annotations
