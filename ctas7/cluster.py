@@ -511,6 +511,7 @@ class Cluster:
                 on_started(self)
             self._loop(t0, duration)
             t_stop = time.perf_counter()
+            self._steady_end = (t_stop, self.processed)
             self._shutdown()
             elapsed = t_stop - t0
             return self._summary(elapsed, time.perf_counter() - t_stop, startup_s)
@@ -526,6 +527,9 @@ class Cluster:
         next_sup = next_pub = mono()
         rot = 0
         idle = self.idle_sleep
+        status = self._i["status"]
+        words = self.metrics.words
+        self._steady = None
         while not self._stop:
             n = self._drain_once(rot)
             rot += 1
@@ -533,6 +537,8 @@ class Cluster:
             if now >= next_sup:
                 next_sup = now + 0.02
                 self._supervise(restart=True)
+                if self._steady is None and all(words[j] == 1 for j in status):
+                    self._steady = (time.perf_counter(), self.processed)
                 if now >= next_pub:
                     next_pub = now + 0.1
                     self._publish(now)
@@ -604,6 +610,13 @@ class Cluster:
                     reasons[r] = reasons.get(r, 0) + 1
         return reasons
 
+    def _steady_rate(self):
+        """Events/s from the moment every worker was producing until the stop (start-up excluded)."""
+        if self._steady is None:
+            return None
+        dt = self._steady_end[0] - self._steady[0]
+        return round((self._steady_end[1] - self._steady[1]) / dt) if dt > 0 else None
+
     def _summary(self, elapsed: float, drain_s: float, startup_s: float) -> dict:
         from ctas7.metrics import PEND_BITS, MetricsReader, summarize
 
@@ -629,7 +642,8 @@ class Cluster:
             "elapsed_s": round(elapsed, 3),
             "startup_s": round(startup_s, 3),
             "drain_s": round(drain_s, 3),
-            "throughput_events_per_s": round(self.processed / elapsed) if elapsed > 0 else None,
+            "throughput_events_per_s": self._steady_rate(),
+            "steady_s": round(self._steady_end[0] - self._steady[0], 3) if self._steady else None,
             "latency_us": summarize(lat),
             "stage_latency_us_per_batch": stages,
             "batches": self._batches,
