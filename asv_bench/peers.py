@@ -934,7 +934,7 @@ def summarise(groups: dict, samples: dict, errors: dict) -> list:
                 row["error"] = errors[label]
             if s:
                 row.update(median=med[label], low=min(s), high=max(s))
-                if best_ctas and who not in ("ctas7", "ctas7-variant"):
+                if best_ctas and not who.startswith("ctas7"):
                     row["ctas7_ratio"] = med[best_ctas] / med[label]
             rows.append(row)
     return rows
@@ -1045,7 +1045,7 @@ def render(report: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, 3 rounds, a quarter of NAB")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 3)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7, quick 3)")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--json", metavar="PATH", help="also write the report as JSON ('-' = stdout, no table)")
     args = ap.parse_args(argv)
@@ -1053,7 +1053,7 @@ def main(argv=None) -> int:
     bad = sorted(set(only) - set(SECTIONS))
     if bad:
         ap.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
-    rounds = args.rounds or (3 if args.quick else 5)
+    rounds = args.rounds or (3 if args.quick else 7)
     if rounds < 1:
         ap.error("--rounds must be >= 1")
     quiet = args.json == "-"
