@@ -566,15 +566,14 @@ class Cluster:
             rot += 1
             if not any(len(r) for r in self.rings):
                 self._drain_once(rot, flush=True)
+        self._close_outputs()
         self._publish(time.monotonic())
 
-    def _teardown(self) -> None:
-        for p in getattr(self, "procs", []):
-            if p is not None and p.exitcode is None:
-                p.kill()
-                p.join(5)
+    def _close_outputs(self) -> None:
+        """Flush AXON's handlers and drain the sink (idempotent)."""
         axon = next((s for s in self.stages if hasattr(s, "close") and type(s).__name__ == "Axon"), None)
-        if axon is not None:
+        if axon is not None and not getattr(self, "_axon_closed", False):
+            self._axon_closed = True
             try:
                 axon.close()
             except Exception as exc:  # noqa: BLE001 - a handler error must not keep segments alive
@@ -583,6 +582,13 @@ class Cluster:
         if sink is not None:
             sink.close()
             self._sink_stats = sink.stats
+
+    def _teardown(self) -> None:
+        for p in getattr(self, "procs", []):
+            if p is not None and p.exitcode is None:
+                p.kill()
+                p.join(5)
+        self._close_outputs()
         self._close_segments()
 
     def _close_segments(self) -> None:
@@ -671,6 +677,10 @@ class Cluster:
                 for i in range(len(self.ranges))
             ],
         }
+        st = getattr(self, "_sink_stats", None)
+        if st is not None:
+            summary["sink"] = {"url": self.surreal, "submitted": st.submitted, "written": st.written,
+                               "spilled": st.spilled, "last_error": st.last_error or None}
         if self.error:
             summary["error"] = self.error
         if self._sink_errors:
