@@ -409,16 +409,23 @@ cdef uint64_t _mpmc_reserve_read(ring_t *r, uint64_t n, bint contiguous, bint st
 
 
 cdef uint64_t _mpmc_finish_read(ring_t *r, uint64_t pos, uint64_t k, unsigned char *dst) noexcept nogil:
-    """Copy the non-void records of [pos, pos+k) to dst (if any) and free the slots."""
-    cdef uint64_t i, m = 0, idx, raw
-    for i in range(k):
-        idx = (pos + i) & r.mask
-        raw = ctas7_load_relaxed_u64(&r.seq[idx])
-        if not (raw & VOID):
+    """Copy the non-void records of [pos, pos+k) to dst (if any) and free the slots.
+
+    The slots are reserved for us, so the records are copied in runs (one
+    memcpy per run of non-void slots) before any slot goes back to producers.
+    """
+    cdef uint64_t i = 0, j, m = 0
+    while i < k:
+        j = i
+        while j < k and not (ctas7_load_relaxed_u64(&r.seq[(pos + j) & r.mask]) & VOID):
+            j += 1
+        if j > i:
             if dst != NULL:
-                memcpy(dst + m * r.rsize, r.data + idx * r.rsize, r.rsize)
-            m += 1
-        ctas7_store_release_u64(&r.seq[idx], pos + i + r.capacity)
+                _copy_out(r, pos + i, dst + m * r.rsize, j - i)
+            m += j - i
+        i = j + 1  # past the void slot that ended the run
+    for i in range(k):
+        ctas7_store_release_u64(&r.seq[(pos + i) & r.mask], pos + i + r.capacity)
     _wake(r.space_futex, r.space_waiters)
     return m
 
