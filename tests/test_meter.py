@@ -597,3 +597,78 @@ def test_evaluate_activity_accepts_compiled_and_other_dtypes():
 def test_doctests():
     res = doctest.testmod(meter_mod, optionflags=doctest.ELLIPSIS)
     assert res.failed == 0 and res.attempted >= 8
+
+
+# ---------------------------------------------------------------------------
+# CUSUM detector
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [0.05, 0.25, 0.5, 1.0, 2.0, 5.0])
+def test_cusum_threshold_mapping(k):
+    prev = -1.0
+    for b in (0.5, 4.0, 10.0, 15.4, 20.0, 40.0):
+        h = _meter.cusum_threshold(b, k)
+        assert h == meter_mod.reference_cusum_threshold(b, k)
+        assert h >= prev
+        prev = h
+        if h > 0:
+            assert _meter.cusum_score(h, k) >= b > _meter.cusum_score(h * (1 - 1e-9), k)
+            assert _meter.cusum_score(h, k) == pytest.approx(meter_mod.reference_cusum_score(h, k), rel=1e-12)
+    # Siegmund: ARL0 of h = 5 with k = 0.5 is ~938 ticks, i.e. ~9.87 bits.
+    assert _meter.cusum_score(5.0, 0.5) == pytest.approx(math.log2(938.0), abs=0.01)
+    assert _meter.cusum_threshold(math.inf, k) == math.inf
+    with pytest.raises(ValueError):
+        _meter.cusum_threshold(10.0, 0.0)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_cusum_small_step_hand_computed(sign):
+    # A flat baseline (variance 0, so clipping keeps it flat and var_eff = var_floor = 1)
+    # then a persistent 1.5 sd shift on three nodes: z = 1.5 every tick, 2.9 bits,
+    # far below the 10-bit surprisal threshold. The CUSUM grows by z - k = 1 a tick
+    # and is hot from the first tick it reaches h.
+    a = np.full((60, 4), 10.0, dtype=np.float32)
+    a[30:, :3] += np.float32(sign * 1.5)
+    # lookback 1e6: the baseline barely moves after warm-up (with variance 0 it is not clipped)
+    base = RawParams(poisson_floor=0.0, var_floor=1.0, cusum_k=0.5, cusum_offset=0.0, window_ticks=4, lookback_ticks=1e6)
+    h = _meter.cusum_threshold(10.0, 0.5)
+    expect = 30 + math.ceil(h) - 1
+    assert evaluate_activity(a, None, base.replace(detector="surprisal")).tolist() == []
+    for det in ("cusum", "both"):
+        p = base.replace(detector=det)
+        assert evaluate_activity(a, None, p).tolist() == [expect]
+        tr = reference_evaluate(a, None, p)
+        assert tr.alarms == [expect]
+        assert tr.hot[expect, :3].all() and not tr.hot[expect - 1].any() and not tr.hot[:, 3].any()
+        core, steps = run_steps(a, None, p)
+        assert steps["alarms"] == [expect]
+        want = NodeState.HIGH if sign > 0 else NodeState.LOW
+        assert steps["states"][expect][:3].tolist() == [want] * 3
+        # capped at 2h, so the node cools down within 2h / k ticks after the shift ends
+        np.testing.assert_allclose(core.array("cup" if sign > 0 else "cdn")[:3], 2 * h, rtol=1e-6)
+    assert evaluate_activity(a, None, base.replace(detector="cusum", cusum_offset=20.0)).tolist() == []
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cusum_cython_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    T, N = 160, 9
+    a = rng.poisson(rng.uniform(0.5, 6, N), size=(T, N)).astype(np.float32)
+    a[100:, :4] *= np.float32(rng.uniform(1.2, 2.5))
+    a[90:, 5:7] *= np.float32(0.4)
+    a[120:140, 7] = np.float32(rng.uniform(0, 20, 20).round())
+    p = MeterParams(min_samples=8, min_hot_nodes=3, detector=("cusum", "both")[seed % 2],
+                    cusum_k=float(rng.uniform(0.2, 1.0)), cusum_offset=float(rng.uniform(-2, 4)),
+                    cusum_variance=seed % 4 // 2, score_threshold=float(rng.uniform(4, 12)),
+                    smoothing=float(rng.uniform(0.2, 1)), persistence_m=1, persistence_n=2,
+                    family_correction=float(rng.uniform(0, 1)), transform=("none", "anscombe")[seed % 3 == 0],
+                    node_thresholds={2: 7.0})
+    ref = reference_evaluate(a, None, p)
+    core, tr = run_steps(a, None, p)
+    assert tr["alarms"] == ref.alarms == evaluate_activity(a, None, p).tolist()
+    np.testing.assert_array_equal(tr["hot"], ref.hot)
+    np.testing.assert_array_equal(tr["states"], ref.states)
+    for name in ("cup", "cdn", "cvr"):
+        np.testing.assert_allclose(core.array(name), getattr(ref, name), rtol=1e-5, atol=1e-4)
+    assert ref.hot.any()

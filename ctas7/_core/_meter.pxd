@@ -44,6 +44,11 @@ ctypedef struct meter_cfg_t:
     double score_threshold    # bits (before the family correction)
     double smoothing          # EWMA factor of the standardised residual (1: none)
     double smooth_norm        # 1 / sd of the smoothed residual under the null
+    int detector              # 0: surprisal, 1: CUSUM, 2: either
+    double cusum_k            # CUSUM reference value (sd units)
+    double cusum_offset       # bits added to a node's threshold for its CUSUM
+    int cusum_variance        # 1: also a CUSUM of the squared residual (variance up)
+    double cusum_h            # CUSUM decision interval of score_threshold + cusum_offset bits
 
 # Sparse per-node overrides, densified whenever the node arrays grow.
 ctypedef struct meter_over_t:
@@ -101,6 +106,10 @@ ctypedef struct meter_state_t:
     float* upd            # the row the baselines take in (transformed, de-common-moded)
     float* ybuf           # this tick's scored values
     float* zsm            # smoothed standardised residual
+    float* cup            # one-sided CUSUMs of the standardised residual (up / down)
+    float* cdn
+    float* cvr            # CUSUM of (min(z^2, 16) - 1) / sqrt(2) (variance excess)
+    double* hthr          # CUSUM decision interval per node
     # TETH matches (streaming): per-node count in the window and a tick-sorted queue
     uint32_t* mwin
     int64_t* mq_tick
@@ -161,6 +170,8 @@ cdef class MeterCore:
 
 
 cdef double z_of_bits(double bits) noexcept nogil
+cdef double cusum_bits(double s, double k) noexcept nogil
+cdef double cusum_h_of_bits(double bits, double k) noexcept nogil
 cdef double bits_of_z(double z) noexcept nogil
 cdef double quickselect_median(double* a, Py_ssize_t n) noexcept nogil
 cdef uint32_t popcount32(uint32_t v) noexcept nogil

@@ -9,7 +9,7 @@ tick); ``evaluate_activity`` feeds it rows of a precomputed activity
 matrix. Both run entirely without the GIL.
 """
 
-from libc.math cimport erfc, exp2, fabs, isfinite, log2, sqrt, INFINITY, NAN
+from libc.math cimport erfc, exp2, expm1, fabs, isfinite, log2, sqrt, INFINITY, NAN
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
@@ -27,7 +27,8 @@ cdef extern from *:
 DEF KIND_CONTROL_BASE = 0xFF00
 DEF DECAY_TABLE = 256
 DEF CM_MIN_NODES = 3      # eligible nodes needed for a common-mode median
-DEF CM_MIN_MEAN = 0.5     # baseline mean (scored scale) for a node to be eligible
+DEF CM_MIN_MEAN = 0.5
+DEF VAR_CLIP = 4.0        # the variance CUSUM takes min(z^2, VAR_CLIP)     # baseline mean (scored scale) for a node to be eligible
 
 cdef enum:
     CALM = 0
@@ -109,6 +110,37 @@ cdef double z_of_bits(double bits) noexcept nogil:
     return hi
 
 
+cdef double cusum_bits(double s, double k) noexcept nogil:
+    """Score in bits of a one-sided CUSUM at ``s`` with reference ``k``:
+    ``log2`` of Siegmund's in-control average run length to reach ``s``,
+    ``(exp(2 k b) - 2 k b - 1) / (2 k^2)`` with ``b = s + 1.166``."""
+    cdef double x = 2.0 * k * (s + 1.166)
+    return log2((expm1(x) - x) / (2.0 * k * k))
+
+
+cdef double cusum_h_of_bits(double bits, double k) noexcept nogil:
+    """Smallest CUSUM value ``s >= 0`` whose score reaches ``bits``."""
+    cdef double lo = 0.0, hi = 1.0, mid
+    cdef int j
+    if not isfinite(bits):
+        return INFINITY
+    if cusum_bits(0.0, k) >= bits:
+        return 0.0
+    while cusum_bits(hi, k) < bits:
+        hi *= 2.0
+        if hi > 1e12:
+            return INFINITY
+    for j in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid == lo or mid == hi:
+            break
+        if cusum_bits(mid, k) >= bits:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
     cdef int64_t q = a / b
     if (a % b != 0) and ((a < 0) != (b < 0)):
@@ -153,7 +185,7 @@ cdef void _state_free(meter_state_t* st) noexcept nogil:
     free(st.state); free(st.state_age); free(st.x1); free(st.x2)
     free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
     free(st.thrbits); free(st.cm_buf); free(st.cm_fac); free(st.cm_gcount); free(st.cm_gstart)
-    free(st.upd); free(st.ybuf); free(st.zsm); free(st.mwin); free(st.mq_tick); free(st.mq_node)
+    free(st.upd); free(st.ybuf); free(st.zsm); free(st.cup); free(st.cdn); free(st.cvr); free(st.hthr); free(st.mwin); free(st.mq_tick); free(st.mq_node)
     free(st.active); free(st.gpos); free(st.gneg); free(st.gtouched); free(st.gmark)
     free(st.fired_tick); free(st.fired_count); free(st.fired_conf); free(st.fired_off)
     free(st.snap_node); free(st.snap_first); free(st.snap_z); free(st.snap_dir)
@@ -202,7 +234,11 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.cm_fac, sizeof(double), cap)
             or _realloc(<void**>&st.upd, sizeof(float), cap)
             or _realloc(<void**>&st.ybuf, sizeof(float), cap)
-            or _realloc(<void**>&st.zsm, sizeof(float), cap)):
+            or _realloc(<void**>&st.zsm, sizeof(float), cap)
+            or _realloc(<void**>&st.cup, sizeof(float), cap)
+            or _realloc(<void**>&st.cdn, sizeof(float), cap)
+            or _realloc(<void**>&st.cvr, sizeof(float), cap)
+            or _realloc(<void**>&st.hthr, sizeof(double), cap)):
         return -1
     if st.track:
         if (_realloc(<void**>&st.acc, sizeof(float), cap)
@@ -250,6 +286,10 @@ cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over
         st.z2inv[i] = cfg.z2_investigate
         st.thrbits[i] = cfg.score_threshold
         st.zsm[i] = 0.0
+        st.cup[i] = 0.0
+        st.cdn[i] = 0.0
+        st.cvr[i] = 0.0
+        st.hthr[i] = cfg.cusum_h
         st.weight[i] = 1.0
         st.group[i] = ov.groups[i] if i < ov.n_groups_arr else 0
         if st.track:
@@ -268,6 +308,8 @@ cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over
             st.z2thr[node] = ov.thr_z2[j]
             st.z2inv[node] = ov.thr_z2inv[j]
             st.thrbits[node] = ov.thr_bits[j]
+            if cfg.detector:
+                st.hthr[node] = cusum_h_of_bits(ov.thr_bits[j] + cfg.cusum_offset, cfg.cusum_k)
     for j in range(ov.n_w):
         node = ov.w_nodes[j]
         if old <= node < n:
@@ -286,14 +328,19 @@ cdef void _family_thresholds(meter_state_t* st, const meter_cfg_t* cfg,
     cdef int64_t node
     cdef double corr = cfg.family_correction * log2(<double>n) if n > 1 else 0.0
     cdef double b = cfg.score_threshold + corr
-    cdef double z = z_of_bits(b), zi = z_of_bits(0.5 * b)
+    cdef double z, zi, h = INFINITY
     if n == st.corr_n:
         return
+    z = z_of_bits(b)
+    zi = z_of_bits(0.5 * b)
+    if cfg.detector:
+        h = cusum_h_of_bits(b + cfg.cusum_offset, cfg.cusum_k)
     st.corr_n = n
     for i in range(n):
         st.z2thr[i] = z * z
         st.z2inv[i] = zi * zi
         st.thrbits[i] = b
+        st.hthr[i] = h
     for j in range(ov.n_thr):
         node = ov.thr_nodes[j]
         if node < n:
@@ -303,6 +350,8 @@ cdef void _family_thresholds(meter_state_t* st, const meter_cfg_t* cfg,
             st.z2thr[node] = z * z
             st.z2inv[node] = zi * zi
             st.thrbits[node] = b
+            if cfg.detector:
+                st.hthr[node] = cusum_h_of_bits(b + cfg.cusum_offset, cfg.cusum_k)
 
 
 cdef int _fired_reserve(meter_state_t* st, Py_ssize_t k) noexcept nogil:
@@ -457,9 +506,9 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef int64_t lo = t - cfg.window_ticks + 1
     cdef int64_t age
     cdef float x
-    cdef double y, f, e, m, ve, fl, d, z2, zz, w, dec, total, pos, neg, conf
+    cdef double y, f, e, m, ve, fl, d, z2, zz, w, dec, total, pos, neg, conf, su, sd, cap
     cdef uint32_t h, c, n_dom
-    cdef int raw, hot, converged, fired, dom
+    cdef int raw, craw, cdir, hot, converged, fired, dom
     cdef uint8_t cand, s
     cdef int32_t g
 
@@ -490,6 +539,8 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             st.upd[i] = <float>y
         c = st.count[i]
         raw = 0
+        craw = 0
+        cdir = 0
         z2 = 0.0
         d = 0.0
         if c >= cfg.min_samples:
@@ -502,6 +553,35 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             if not (ve >= fl):
                 ve = fl
             d = y - e
+            if cfg.detector:
+                # One-sided CUSUMs of the raw standardised residual, capped at 2h.
+                zz = d / sqrt(ve)
+                if zz == zz:
+                    cap = 2.0 * st.hthr[i]
+                    su = st.cup[i] + zz - cfg.cusum_k
+                    su = 0.0 if su < 0.0 else (cap if su > cap else su)
+                    st.cup[i] = <float>su
+                    su = st.cdn[i] - zz - cfg.cusum_k
+                    su = 0.0 if su < 0.0 else (cap if su > cap else su)
+                    st.cdn[i] = <float>su
+                    if cfg.cusum_variance:
+                        sd = zz * zz
+                        if not (sd <= VAR_CLIP):
+                            sd = VAR_CLIP
+                        su = st.cvr[i] + (sd - 1.0) * CTAS7_METER_SQRT1_2 - cfg.cusum_k
+                        su = 0.0 if su < 0.0 else (cap if su > cap else su)
+                        st.cvr[i] = <float>su
+                su = st.cup[i]
+                sd = st.cdn[i]
+                if su >= sd:
+                    craw = su > 0.0 and su >= st.hthr[i]
+                    cdir = 1
+                else:
+                    craw = sd >= st.hthr[i]
+                    cdir = -1
+                if not craw and cfg.cusum_variance and st.cvr[i] > 0.0 and st.cvr[i] >= st.hthr[i]:
+                    craw = 1
+                    cdir = 1
             if cfg.smoothing < 1.0:
                 zz = d / sqrt(ve)
                 if zz == zz:
@@ -511,14 +591,18 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
                 z2 = d * d
             else:
                 z2 = d * d / ve
-            raw = z2 >= st.z2thr[i]
-            if not raw and st.track and st.mwin[i] and z2 == z2:
-                raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
-        h = ((st.hist[i] << 1) | <uint32_t>raw) & cfg.persist_mask
+            if cfg.detector != 1:
+                raw = z2 >= st.z2thr[i]
+                if not raw and st.track and st.mwin[i] and z2 == z2:
+                    raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
+        h = ((st.hist[i] << 1) | <uint32_t>(raw or craw)) & cfg.persist_mask
         st.hist[i] = h
         hot = popcount32(h) >= cfg.persist_m
         if raw:
             st.hot_dir[i] = 1 if d > 0.0 else -1
+        elif craw:
+            st.hot_dir[i] = cdir
+            raw = 1
         if hot:
             if st.last_hot[i] < lo:
                 st.first_hot[i] = t
@@ -681,12 +765,14 @@ cdef class MeterConfig:
                  int64_t window_ticks, double confidence_half_life,
                  node_thresholds=(), node_weights=(), int transform=0, int common_mode=0,
                  uint32_t min_groups=1, double family_correction=0.0, double pattern_bonus=0.0,
-                 double smoothing=1.0):
+                 double smoothing=1.0, int detector=0, double cusum_k=0.5, double cusum_offset=0.0,
+                 int cusum_variance=0):
         cdef int a
         if (tick_ns < 1 or window_ticks < 1 or not (0 < persistence_m <= persistence_n <= 32)
                 or transform not in (0, 1) or common_mode not in (0, 1, 2) or min_groups < 1
                 or not (family_correction >= 0.0) or not (pattern_bonus >= 0.0)
-                or not (0.0 < smoothing <= 1.0)):
+                or not (0.0 < smoothing <= 1.0) or detector not in (0, 1, 2) or not (cusum_k > 0.0)
+                or not isfinite(cusum_offset) or cusum_variance not in (0, 1)):
             raise ValueError("invalid meter configuration (validate through MeterParams)")
         self.kwargs = dict(
             tick_ns=tick_ns, alpha=alpha, min_samples=min_samples, outlier_sigma=outlier_sigma,
@@ -697,7 +783,13 @@ cdef class MeterConfig:
             confidence_half_life=confidence_half_life,
             node_thresholds=tuple(node_thresholds), node_weights=tuple(node_weights),
             transform=transform, common_mode=common_mode, min_groups=min_groups,
-            family_correction=family_correction, pattern_bonus=pattern_bonus, smoothing=smoothing)
+            family_correction=family_correction, pattern_bonus=pattern_bonus, smoothing=smoothing,
+            detector=detector, cusum_k=cusum_k, cusum_offset=cusum_offset, cusum_variance=cusum_variance)
+        self.cfg.cusum_variance = cusum_variance
+        self.cfg.detector = detector
+        self.cfg.cusum_k = cusum_k
+        self.cfg.cusum_offset = cusum_offset
+        self.cfg.cusum_h = cusum_h_of_bits(score_threshold + cusum_offset, cusum_k) if detector else INFINITY
         self.cfg.smoothing = smoothing
         self.cfg.smooth_norm = 1.0 / sqrt(smoothing / (2.0 - smoothing))
         self.cfg.transform = transform
@@ -793,7 +885,7 @@ _STATE_ARRAYS = (
     ("hist", np.uint32), ("last_hot", np.int64), ("first_hot", np.int64), ("hot_dir", np.int8),
     ("hot", np.uint8), ("hot_z", np.float32), ("last_z", np.float32), ("state", np.uint8),
     ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32),
-    ("zsm", np.float32),
+    ("zsm", np.float32), ("cup", np.float32), ("cdn", np.float32), ("cvr", np.float32),
 )
 
 
@@ -955,6 +1047,9 @@ cdef class MeterCore:
         if name == "x2": return self.st.x2
         if name == "mwin": return self.st.mwin
         if name == "zsm": return self.st.zsm
+        if name == "cup": return self.st.cup
+        if name == "cdn": return self.st.cdn
+        if name == "cvr": return self.st.cvr
         raise KeyError(name)
 
     def scores(self):
@@ -1135,6 +1230,20 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
     if err:
         raise MemoryError()
     return out[:n_out].copy()
+
+
+def cusum_threshold(double bits, double k):
+    """CUSUM decision interval ``h`` whose score (``cusum_score``) is ``bits``."""
+    if not k > 0.0:
+        raise ValueError(f"cusum_k must be > 0, got {k}")
+    return cusum_h_of_bits(bits, k)
+
+
+def cusum_score(double s, double k):
+    """Score in bits of a one-sided CUSUM value ``s`` with reference ``k``."""
+    if not k > 0.0:
+        raise ValueError(f"cusum_k must be > 0, got {k}")
+    return cusum_bits(s, k)
 
 
 def score_series(const float[::1] values,  # IN

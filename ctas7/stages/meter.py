@@ -56,6 +56,25 @@ For each closed tick and node, in this order:
    adds ``pattern_bonus`` bits to its node's score while the match's tick is
    inside the window (DESIGN 4.1: matches raise the evidence of their node);
    a match whose tick is already closed counts from the open tick.
+   **CUSUM** (``detector="cusum"`` or ``"both"``; default ``"surprisal"``):
+   each warm node also keeps Page's one-sided CUSUMs of the raw (unsmoothed)
+   standardised residual ``z = d / sqrt(var_eff)``:
+   ``S+ = min(2h, max(0, S+ + z - k))`` and ``S- = min(2h, max(0, S- - z - k))``
+   with ``k = cusum_k`` (non-finite ticks skip them; nothing resets them: a
+   node stays hot while a shift lasts, and the cap at ``2h`` bounds how long
+   it stays hot after the shift ends to ``2h / k`` ticks). Their score in bits
+   is ``log2`` of Siegmund's in-control average run length,
+   ``ARL0(S) = (exp(2 k b) - 2 k b - 1) / (2 k^2)``, ``b = S + 1.166`` (the
+   surprisal of "a CUSUM this high" per tick under the null), so a node's
+   CUSUM threshold is its threshold in bits (family correction and overrides
+   included) plus ``cusum_offset``; ``h`` is the smallest ``S`` reaching it
+   (bisection, once per threshold, not per tick). A tick is CUSUM-hot when
+   the larger of ``S+``/``S-`` is positive and reaches ``h``; its direction
+   is the side's. With ``cusum_variance=1`` a third CUSUM runs on
+   ``(min(z**2, 4) - 1) / sqrt(2)`` (variance excess, same ``k`` and ``h``)
+   and makes the node hot *up*. ``"cusum"`` replaces the surprisal test
+   (and the pattern bonus) by the CUSUM test, ``"both"`` is hot on either;
+   a surprisal-hot tick takes its direction from ``d``.
    The node is *hot* when at least ``persistence_m`` of its last
    ``persistence_n`` ticks were raw-hot.
 3. **State** (streaming :class:`Meter` only; states never change alarms).
@@ -148,6 +167,8 @@ __all__ = [
     "score_series",
     "reference_evaluate",
     "reference_score_series",
+    "reference_cusum_score",
+    "reference_cusum_threshold",
     "ReferenceTrace",
 ]
 
@@ -188,13 +209,19 @@ LIMITS: dict[str, tuple[type, float, float]] = {
     "family_correction": (float, 0.0, 4.0),
     "pattern_bonus": (float, 0.0, 64.0),
     "smoothing": (float, 0.01, 1.0),
+    "cusum_k": (float, 0.05, 5.0),
+    "cusum_offset": (float, -16.0, 32.0),
+    "cusum_variance": (int, 0, 1),
 }
 #: Parameters that take one of a few names: ``name -> choices``.
 CHOICES: dict[str, tuple[str, ...]] = {
     "transform": ("none", "anscombe"),
     "common_mode": ("none", "global", "group"),
+    "detector": ("surprisal", "cusum", "both"),
 }
 _NODE_LIMIT = 1 << 24
+_SQRT1_2 = 0.70710678118654752440
+_VAR_CLIP = 4.0  # as VAR_CLIP in _meter.pyx
 _CM_MIN_NODES = 3  # as CM_MIN_NODES / CM_MIN_MEAN in _meter.pyx
 _CM_MIN_MEAN = 0.5
 _THRESHOLD_LIMITS = (1.0, 64.0)
@@ -295,6 +322,17 @@ class MeterParams:
         (streaming :class:`Meter` only).
     smoothing : float
         EWMA factor of the standardised residual (1: score each tick alone).
+    detector : {"surprisal", "cusum", "both"}
+        What makes a tick raw-hot: the surprisal of the (smoothed) residual,
+        a one-sided CUSUM of the raw residual, or either.
+    cusum_k : float
+        CUSUM reference value in standard deviations (half the shift it is
+        tuned for).
+    cusum_offset : float
+        Bits added to a node's threshold for its CUSUM test.
+    cusum_variance : int
+        1: the CUSUM detector also runs on the squared residual, so a node
+        turning erratic (variance up, mean unchanged) becomes hot (up).
 
     Examples
     --------
@@ -338,6 +376,10 @@ class MeterParams:
     family_correction: float = 1.0
     pattern_bonus: float = 1.0
     smoothing: float = 0.183
+    detector: str = "surprisal"
+    cusum_k: float = 0.5
+    cusum_offset: float = 0.0
+    cusum_variance: int = 0
 
     def __post_init__(self):
         for key, (kind, lo, hi) in LIMITS.items():
@@ -453,6 +495,10 @@ def _compile(params: MeterParams) -> "_meter.MeterConfig":
         family_correction=params.family_correction,
         pattern_bonus=params.pattern_bonus,
         smoothing=params.smoothing,
+        detector=CHOICES["detector"].index(params.detector),
+        cusum_k=params.cusum_k,
+        cusum_offset=params.cusum_offset,
+        cusum_variance=params.cusum_variance,
     )
 
 
@@ -505,6 +551,10 @@ PARAM_SPACE: dict[str, ParamRange] = {
     "min_groups": ParamRange("int", 1, 3, doc="groups the agreeing hot nodes span"),
     "family_correction": ParamRange("float", 0.0, 1.0, doc="x log2(nodes) bits"),
     "transform": ParamRange("choice", 0, 0, choices=("none", "anscombe")),
+    "detector": ParamRange("choice", 0, 0, choices=("surprisal", "cusum", "both")),
+    "cusum_k": ParamRange("log", 0.25, 2.0, doc="CUSUM reference, sd"),
+    "cusum_offset": ParamRange("float", -2.0, 10.0, doc="bits on the CUSUM threshold"),
+    "cusum_variance": ParamRange("int", 0, 1, doc="also a CUSUM of z^2"),
     "node_weights": ParamRange("float", 0.5, 2.0, per_node=True),
     "node_thresholds": ParamRange("float", 4.0, 20.0, per_node=True, doc="override for 1 node in 4"),
 }
@@ -830,6 +880,9 @@ class ReferenceTrace:
     var: Any = None
     count: Any = None
     fired: list = field(default_factory=list)  # (tick, count, conf, {node: (first_hot, dir, z)})
+    cup: Any = None  # final CUSUMs (up, down)
+    cdn: Any = None
+    cvr: Any = None
 
 
 def _bits1(z: float) -> float:
@@ -906,6 +959,42 @@ def _ref_thresholds(p: MeterParams, N: int):
     return thr
 
 
+def reference_cusum_score(s: float, k: float) -> float:
+    """Score in bits of a one-sided CUSUM value ``s`` with reference ``k``
+    (``log2`` of Siegmund's in-control average run length; pure Python).
+
+    Examples
+    --------
+    >>> round(reference_cusum_score(5.0, 0.5), 3)
+    9.874
+    """
+    x = 2.0 * k * (s + 1.166)
+    return math.log2((math.expm1(x) - x) / (2.0 * k * k))
+
+
+def reference_cusum_threshold(bits: float, k: float) -> float:
+    """Smallest ``s >= 0`` with ``reference_cusum_score(s, k) >= bits``
+    (bisection, step for step as the Cython core)."""
+    if not math.isfinite(bits):
+        return math.inf
+    if reference_cusum_score(0.0, k) >= bits:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while reference_cusum_score(hi, k) < bits:
+        hi *= 2.0
+        if hi > 1e12:
+            return math.inf
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid == lo or mid == hi:
+            break
+        if reference_cusum_score(mid, k) >= bits:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def reference_evaluate(activity, groups=None, params=None, matches=None) -> ReferenceTrace:
     """The whole meter as a plain per-tick Python loop (numpy over nodes).
 
@@ -929,6 +1018,10 @@ def reference_evaluate(activity, groups=None, params=None, matches=None) -> Refe
         gg = np.asarray(groups, dtype=np.int64)
         g[: min(N, gg.shape[0])] = gg[:N]
     thr = _ref_thresholds(p, N)
+    hthr = np.array([reference_cusum_threshold(b + p.cusum_offset, p.cusum_k) for b in thr])
+    cup = np.zeros(N, np.float32)
+    cdn = np.zeros(N, np.float32)
+    cvr = np.zeros(N, np.float32)
     mt = None if matches is None else np.asarray(matches, dtype=np.int64).reshape(T, N)
     w = np.ones(N)
     for n, v in p.node_weights:
@@ -968,6 +1061,27 @@ def reference_evaluate(activity, groups=None, params=None, matches=None) -> Refe
         floor = p.poisson_floor * (np.ones(N) if p.transform == "anscombe" else np.abs(e))
         ve = np.maximum(np.maximum(var.astype(np.float64) * fac * fac, p.var_floor), floor)
         d = y.astype(np.float64) - e
+        craw = np.zeros(N, bool)
+        cdir = np.zeros(N, np.int64)
+        if p.detector != "surprisal":
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                zr = d / np.sqrt(ve)
+                upd_c = warm & ~np.isnan(zr)
+                cap = 2.0 * hthr
+                cup = np.where(upd_c, np.clip(cup.astype(np.float64) + zr - p.cusum_k, 0.0, cap).astype(np.float32), cup)
+                cdn = np.where(upd_c, np.clip(cdn.astype(np.float64) - zr - p.cusum_k, 0.0, cap).astype(np.float32), cdn)
+                if p.cusum_variance:
+                    z2c = np.minimum(np.nan_to_num(zr * zr, nan=_VAR_CLIP), _VAR_CLIP)
+                    inc = (z2c - 1.0) * _SQRT1_2 - p.cusum_k
+                    cvr = np.where(upd_c, np.clip(cvr.astype(np.float64) + inc, 0.0, cap).astype(np.float32), cvr)
+            su, sd = cup.astype(np.float64), cdn.astype(np.float64)
+            upside = su >= sd
+            craw = warm & np.where(upside, (su > 0.0) & (su >= hthr), sd >= hthr)
+            cdir = np.where(upside, 1, -1)
+            if p.cusum_variance:
+                vhot = warm & ~craw & (cvr > 0.0) & (cvr.astype(np.float64) >= hthr)
+                craw = craw | vhot
+                cdir = np.where(vhot, 1, cdir)
         with np.errstate(invalid="ignore", divide="ignore"):
             if p.smoothing < 1.0:
                 zr = d / np.sqrt(ve)
@@ -983,10 +1097,13 @@ def reference_evaluate(activity, groups=None, params=None, matches=None) -> Refe
         if mt is not None and p.pattern_bonus > 0:
             lo_m = max(0, t - p.window_ticks + 1)
             bonus = p.pattern_bonus * mt[lo_m : t + 1].sum(axis=0)
-        raw = warm & ((score >= thr) | ((bonus > 0) & (score + bonus >= thr)))
+        sraw = warm & ((score >= thr) | ((bonus > 0) & (score + bonus >= thr)))
+        if p.detector == "cusum":
+            sraw = np.zeros(N, bool)
+        raw = sraw | craw
         hist = ((hist << 1) | raw) & mask
         hot = np.array([bin(h).count("1") >= p.persistence_m for h in hist])
-        hot_dir = np.where(raw, np.where(d > 0, 1, -1), hot_dir)
+        hot_dir = np.where(sraw, np.where(d > 0, 1, -1), np.where(craw, cdir, hot_dir))
         hot_z = np.where(raw, z, hot_z)
         for i in np.flatnonzero(hot):
             if last.get(i, -(1 << 62)) < lo:
@@ -1029,6 +1146,7 @@ def reference_evaluate(activity, groups=None, params=None, matches=None) -> Refe
         tr.scores[t], tr.z[t], tr.raw_hot[t], tr.hot[t], tr.states[t] = score, z, raw, hot, state
         tr.weighted_count[t], tr.confidence[t] = total, conf
     tr.mean, tr.var, tr.count = mean, var, count
+    tr.cup, tr.cdn, tr.cvr = cup, cdn, cvr
     return tr
 
 
