@@ -253,6 +253,26 @@ def test_claim_commit(cls):
     assert ring.put_many(events(8)) == 8
 
 
+
+def test_mpmc_voids_between_records():
+    """Short MPMC commits leave empty slots inside a read, also across the wrap."""
+    ring = new_ring(MpmcRing, 8)
+    ring.put_many(events(5))
+    assert len(ring.get_many(5)) == 5  # position 5
+    view = ring.claim(3)  # slots 5..7, up to the wrap
+    view["seq"] = [100, 101, 102]
+    ring.commit(1)  # 101, 102 become empty slots
+    ring.put_many(events(2, 200))  # slots 0, 1 after the wrap
+    view = ring.claim(4)  # slots 2..4: the ring is full after them
+    assert len(view) == 3
+    view["seq"] = [300, 301, 302]
+    ring.commit(2)
+    out = np.zeros(16, EVENT_DTYPE)
+    got = ring.get_into(out)
+    assert out["seq"][:got].tolist() == [100, 200, 201, 300, 301]
+    assert len(ring) == 0 and ring.put_many(events(8, 400)) == 8
+    assert ring.get_many(16)["seq"].tolist() == list(range(400, 408))
+
 @pytest.mark.parametrize("cls", RINGS)
 def test_peek_release(cls):
     ring = new_ring(cls, 8)
