@@ -969,6 +969,8 @@ cdef class _Ring:
         if self._peek_n:
             raise ValueError("release the previous peek before peeking again")
         with nogil:
+            if self.r.mpmc:
+                _mpmc_drop_voids(&self.r)  # even for n == 0: a peek always clears empty head slots
             while n > 0:
                 if self.r.mpmc:
                     _mpmc_drop_voids(&self.r)
