@@ -38,6 +38,11 @@ BATCHED = {
     "peer shm+Lock ring        batch 1k": lambda: b.shmlock_throughput(2_000_000, 1024, cpu=True),
     "peer mp.Queue             batch 1k": lambda: b.mpqueue_throughput(1_000_000, 1024, cpu=True),
 }
+STREAM = {
+    "Channel put -> get": lambda: b.channel_stream_rate(1_000_000, cpu=True),
+    "peer shm+Lock put -> get": lambda: b.shmlock_stream_rate(100_000, cpu=True),
+    "peer mp.Queue put -> get": lambda: b.mpqueue_stream_rate(20_000, cpu=True),
+}
 SINGLE = {
     "SpscRing put+get": b.ring_single_rate,
     "Channel put+get": b.channel_single_rate,
@@ -47,12 +52,12 @@ SINGLE = {
 
 
 def main(rounds=5):
-    rate = {k: [] for k in BATCHED}
-    cpu = {k: [] for k in BATCHED}
+    rate = {k: [] for k in {**BATCHED, **STREAM}}
+    cpu = {k: [] for k in rate}
     single = {k: [] for k in SINGLE}
     resume = []
     for _ in range(rounds):
-        for k, f in BATCHED.items():
+        for k, f in {**BATCHED, **STREAM}.items():
             r, c = f()
             rate[k].append(r)
             cpu[k].append(c)
@@ -62,11 +67,18 @@ def main(rounds=5):
     med = {k: statistics.median(v) for k, v in rate.items()}
     print(f"{'cross-process, 32-byte events':37s} {'median':>9s} {'min-max M/s':>15s} "
           f"{'x mp.Queue':>10s} {'x shm+Lock':>10s} {'CPU ns/ev':>9s}")
-    for k, v in rate.items():
+    for k in BATCHED:
+        v = rate[k]
         # ratios against the peers moving batches of the same size
         mpq, shm = (MPQ, SHM) if not k.endswith("batch 1k") else (MPQ[:-3] + "1k", SHM[:-3] + "1k")
         print(f"{k:37s} {med[k] / 1e6:7.1f} M {min(v) / 1e6:7.1f}-{max(v) / 1e6:<7.1f} "
               f"{med[k] / med[mpq]:10.1f} {med[k] / med[shm]:10.1f} {statistics.median(cpu[k]):9.2f}")
+    print("per event, two processes (put in one, get in the other)")
+    for k in STREAM:
+        v = rate[k]
+        print(f"{k:37s} {med[k] / 1e6:7.2f} M {min(v) / 1e6:7.2f}-{max(v) / 1e6:<7.2f} "
+              f"{med[k] / med['peer mp.Queue put -> get']:10.0f} {med[k] / med['peer shm+Lock put -> get']:10.1f} "
+              f"{statistics.median(cpu[k]):9.0f}")
     sm = {k: statistics.median(v) for k, v in single.items()}
     mpq1, shm1 = sm["peer mp.Queue put+get"], sm["peer shm+Lock put+get"]
     print("per event, one process (put + get)")

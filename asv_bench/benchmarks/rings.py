@@ -321,6 +321,98 @@ def mpqueue_single_rate(n=20_000):
         q.join_thread()
 
 
+# ------------------------------------------------- per event, two processes
+
+
+def _channel_event_producer(name, n, go, wait):
+    ch = Channel.attach(name, wait=wait)
+    one = _batch(1)
+    ch.put_many(one[:0])  # register before the clock starts
+    rec, put = one[0], ch.put
+    go.wait()
+    for _ in range(n):
+        put(rec)
+    ch.close()
+
+
+def channel_stream_rate(n=1_000_000, capacity=1 << 16, wait="sleep", cpu=False):
+    """Events/s from a producer process calling ``put`` per event to this
+    process calling ``get`` per event (queue.Queue-style calls)."""
+    name = _name("st")
+    with Channel.create(name, capacity, wait=wait) as ch:
+
+        def start(go):
+            p = FORK.Process(target=_channel_event_producer, args=(name, n, go, wait))
+            p.start()
+            return [p]
+
+        def consume():
+            get = ch.get
+            for _ in range(n):
+                get()
+            return n
+
+        return _timed(start, consume, cpu)
+
+
+def _shmlock_event_producer(ring, n, go):
+    rec, put = _batch(1)[0], ring.put
+    go.wait()
+    for _ in range(n):
+        while not put(rec):
+            os.sched_yield()
+
+
+def shmlock_stream_rate(n=100_000, capacity=1 << 16, cpu=False):
+    """Peer: per-event put/get across two processes on :class:`ShmLockRing`."""
+    ring = ShmLockRing(capacity)
+    try:
+
+        def start(go):
+            p = FORK.Process(target=_shmlock_event_producer, args=(ring, n, go))
+            p.start()
+            return [p]
+
+        def consume():
+            get = ring.get
+            for _ in range(n):
+                while get() is None:
+                    os.sched_yield()
+            return n
+
+        return _timed(start, consume, cpu)
+    finally:
+        ring.close()
+
+
+def _queue_event_producer(q, n, go):
+    rec = _batch(1)[0]
+    go.wait()
+    for _ in range(n):
+        q.put(rec)
+
+
+def mpqueue_stream_rate(n=20_000, cpu=False):
+    """Peer: per-event put/get across two processes on multiprocessing.Queue."""
+    q = FORK.Queue()
+
+    def start(go):
+        p = FORK.Process(target=_queue_event_producer, args=(q, n, go))
+        p.start()
+        return [p]
+
+    def consume():
+        for _ in range(n):
+            q.get()
+        return n
+
+    try:
+        return _timed(start, consume, cpu)
+    finally:
+        q.close()
+        q.join_thread()
+
+
 # ------------------------------------------------------------------ resume
 
 
@@ -450,6 +542,23 @@ class SingleEvent:
 
     track_ring_put_get.unit = track_channel_put_get.unit = "events/s"
     track_shmlock_put_get.unit = track_mpqueue_put_get.unit = "events/s"
+
+
+class EventStream:
+    """Per-event put in one process, per-event get in another."""
+
+    timeout = 120
+
+    def track_channel(self):
+        return channel_stream_rate()
+
+    def track_shmlock(self):
+        return shmlock_stream_rate()
+
+    def track_mpqueue(self):
+        return mpqueue_stream_rate()
+
+    track_channel.unit = track_shmlock.unit = track_mpqueue.unit = "events/s"
 
 
 class Resume:
