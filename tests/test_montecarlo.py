@@ -200,7 +200,14 @@ def test_cli_caps_cores_with_one_line_and_writes_outputs(tmp_path, capsys):
     from ctas7.stages.meter import MeterParams
 
     best = MeterParams.from_file(out / mc.BEST_FILE)
-    assert best == mc.sample_params(5, summary["best"]["run_id"])
+    assert best == MeterParams.from_dict(summary["best"]["params"])
+    refined = {r["run_id"] for r in mc.read_results(out / mc.REFINED_FILE)[1]}
+    # round 0 has only the 4 search points as parents, later rounds 8
+    assert len(refined) == summary["refined_points"] == (4 + 8 + 8) * 12 and min(refined) == 4
+    if summary["best"]["run_id"] < 4:
+        assert best == mc.sample_params(5, summary["best"]["run_id"])
+    else:
+        assert summary["best"]["run_id"] in refined and summary["best"]["refined"]
 
 
 def test_rich_summary(tmp_path, capsys):
@@ -215,6 +222,7 @@ def test_deterministic_and_independent_of_scheduling(tmp_path):
     b = mc.monte_carlo(6, cores=2, out=tmp_path / "b", chunk_size=1, **kw)
     ta = (tmp_path / "a" / mc.RESULTS_FILE).read_text()
     assert ta == (tmp_path / "b" / mc.RESULTS_FILE).read_text()
+    assert (tmp_path / "a" / mc.REFINED_FILE).read_text() == (tmp_path / "b" / mc.REFINED_FILE).read_text()
     assert _same(a.validation, b.validation) and _same(a.best, b.best)
     c = mc.monte_carlo(6, cores=1, out=tmp_path / "c", **{**kw, "seed": 6})
     assert (tmp_path / "c" / mc.RESULTS_FILE).read_text() != ta
@@ -236,6 +244,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert (tmp_path / "part" / mc.RESULTS_FILE).read_text() == (tmp_path / "full" / mc.RESULTS_FILE).read_text()
     assert _same(res.validation, full.validation) and _same(res.best, full.best)
     assert (tmp_path / "part" / mc.BEST_FILE).read_text() == (tmp_path / "full" / mc.BEST_FILE).read_text()
+    assert (tmp_path / "part" / mc.REFINED_FILE).read_text() == (tmp_path / "full" / mc.REFINED_FILE).read_text()
 
 
 def test_resume_rejects_a_different_search(tmp_path, capsys):
@@ -329,3 +338,47 @@ def test_original_command_through_ctas7_intel(tmp_path, capsys):
     summary = json.loads(cap.out)
     assert len(summary["scenarios"]) == 41 and summary["evaluations_search"] == 3 * (41 + 8)
     assert summary["held_out"] == {"incident_runs": 41, "null_runs": 41}
+
+
+def test_perturb_is_a_pure_local_step():
+    from ctas7.stages.meter import PARAM_SPACE, MeterParams
+
+    base = mc.sample_params(3, 17)
+    a = [mc.perturb(base, 3, 0, 17, j) for j in range(40)]
+    assert a == [mc.perturb(base, 3, 0, 17, j) for j in range(40)]
+    assert all(p != base for p in a) and len(set(a)) > 30
+    assert mc.perturb(base, 4, 0, 17, 0) != a[0] or mc.perturb(base, 3, 1, 17, 0) != a[0]
+    for p in a:
+        assert 1 <= p.persistence_m <= p.persistence_n
+        changed = [k for k in PARAM_SPACE if getattr(p, k) != getattr(base, k)]
+        assert 1 <= len(changed)
+        for k in changed:
+            r = PARAM_SPACE[k]
+            if r.kind in ("float", "log"):
+                assert r.low <= getattr(p, k) <= r.high
+            elif r.kind == "int" and k != "persistence_m":
+                assert abs(getattr(p, k) - getattr(base, k)) == 1
+    # Later rounds take smaller steps.
+    def steps(rnd):
+        d = [abs(mc.perturb(base, 3, rnd, 1, j).score_threshold - base.score_threshold) for j in range(300)]
+        return np.median([x for x in d if x > 0])
+
+    assert steps(2) < steps(0)
+
+
+def test_refinement_improves_or_keeps_the_search_best_and_can_be_off(tmp_path):
+    kw = dict(scenarios=3, seed=5, search_null_runs=2, top_k=3, val_seeds=1, val_null_per_scenario=2, cores=1)
+    off = mc.monte_carlo(6, out=tmp_path / "off", refine_rounds=0, **kw)
+    assert off.summary["refined_points"] == 0 and all(v["run_id"] < 6 for v in off.validation)
+    on = mc.monte_carlo(6, out=tmp_path / "on", refine_rounds=2, refine_top=2, refine_steps=3, **kw)
+    assert on.summary["refined_points"] == 12
+    assert [r["run_id"] for r in mc.read_results(tmp_path / "on" / mc.REFINED_FILE)[1]] == list(range(6, 18))
+    assert max(r["score"] for r in on.rows) <= max(v["search_score"] for v in on.validation)
+    with pytest.raises(ValueError, match="refine"):
+        mc.monte_carlo(2, scenarios=1, refine_steps=0)
+
+
+def test_search_score_weighs_false_alarms():
+    s = {"detection_rate": 0.9, "run_false_alarm_rate": 0.1}
+    assert mc.search_score(s) == pytest.approx(0.9 - mc.FA_WEIGHT * 0.1)
+    assert mc.FA_WEIGHT > 1
