@@ -47,7 +47,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import queue
 import statistics
 import sys
 import threading
