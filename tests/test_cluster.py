@@ -44,7 +44,7 @@ def _finish(proc, timeout=60):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _wait_for(pred, timeout=30.0):
+def _wait_for(pred, timeout=60.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:

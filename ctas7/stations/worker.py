@@ -20,12 +20,13 @@ returned.
 
 **Crash-exact accounting.** The worker's *state word* in the metrics
 segment holds ``produced << 24 | in_flight`` and is updated with single
-64-bit stores: ``in_flight = n`` after the batch is written into the claim
-and before it is committed, ``produced += n, in_flight = 0`` after the
-commit. If the worker dies in between, the parent asks the channel whether
-the claim was lost (then the ``n`` events are dropped by a producer crash)
-or committed (then they count as produced). A claim lost before
-``in_flight`` was set held no produced events (counted as lost slots).
+64-bit stores: ``in_flight = n`` as soon as ``n + 1`` slots are claimed
+(before the events are written into them), ``produced += n, in_flight =
+0`` after the commit. If the worker dies in between, the parent asks the
+channel whether the claim was lost (then the ``n`` events count as
+produced and dropped by the producer crash) or committed (then they are
+produced and will be processed). A claim lost before ``in_flight`` was set
+held no counted events (reported as lost slots).
 
 Examples
 --------
@@ -277,8 +278,12 @@ class _Worker:
             return None
         return view
 
+    def begin(self, k: int) -> None:
+        """Note ``k`` events in flight: from here a crash drops them (and counts them as produced)."""
+        self.m.store_atomic(self.i_state, (self.produced << self.shift) | k)
+
     def publish(self, view, k: int, first_ns: int, last_ns: int) -> None:
-        """Stamp and commit a claim whose slots 0..k-1 hold events."""
+        """Stamp and commit a claim whose slots 0..k-1 hold events (after :meth:`begin`)."""
         st = self.stamp
         st["ts"] = last_ns
         st["sch"] = first_ns
@@ -286,7 +291,6 @@ class _Worker:
         st["seq"] = self.batches & 0xFFFFFFFF
         view[k : k + 1] = st
         w, m = self.m.words, self.m
-        m.store_atomic(self.i_state, (self.produced << self.shift) | k)
         self.ch.commit(k + 1)
         self.produced += k
         m.store_atomic(self.i_state, self.produced << self.shift)
@@ -337,6 +341,7 @@ class _Worker:
                 last = t0 + int((sent + k - 1) * step)
             else:
                 first = last = now
+            self.begin(k)
             src.fill(view[:k], first, step)
             self.publish(view, k, first, last)
             sent += k
@@ -399,6 +404,7 @@ class _Worker:
                     raise _Stop
                 continue
             k = len(view) - 1
+            self.begin(k)
             view[:k] = batch[i : i + k]
             self.publish(view, k, now, now)
             i += k
