@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
-RUN_ARGS ?= demo
+RUN_ARGS ?= hft-cluster --duration 10
 
 .PHONY: run test test-fast install build bench peers clean
 

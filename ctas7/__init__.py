@@ -30,6 +30,8 @@ _LAZY = {
     "SlotGraph": "ctas7.stages.slotgraph",
     "Task": "ctas7.stages.slotgraph",
     "Convergence": "ctas7.records",
+    "Cluster": "ctas7.cluster",
+    "MetricsReader": "ctas7.metrics",
     "default_chain": "ctas7.chain",
     "simd_info": "ctas7.kernels",
 }
