@@ -32,11 +32,11 @@ from ctas7.stages.meter import (
 
 
 #: The raw-count semantics the hand-computed cases below were worked out in:
-#: no transform, no common-mode correction, no smoothing, no correction.
+#: no transform, no common-mode correction, no smoothing, no correction, no CUSUM.
 RAW = dict(transform="none", common_mode="none", smoothing=1.0, min_groups=1, family_correction=0.0,
            lookback_ticks=32.0, min_samples=10, outlier_sigma=4.0, score_threshold=10.0, min_hot_nodes=3.0,
            convergence_threshold=0.8, window_ticks=10, persistence_m=1, persistence_n=1,
-           confidence_half_life=8.0, pattern_bonus=2.0)
+           confidence_half_life=8.0, pattern_bonus=2.0, detector="surprisal")
 
 
 def RawParams(**kw):

@@ -16,6 +16,9 @@ TIMED_BATCHES = 64
 # Strict enough that the Poisson background of a 247-node stream does not
 # converge: the timing is the steady-state update + check, not record building.
 STREAM_PARAMS = MeterParams(tick_ns=1_000_000, score_threshold=16.0, min_hot_nodes=4, min_samples=10)
+#: Detector choices timed: the surprisal test alone is the peer of the CUSUM
+#: variants (same data, same run).
+DETECTORS = ["surprisal", "both"]
 
 
 def _stream(n_nodes):
@@ -38,42 +41,43 @@ class MeterStream:
     on the batches before them; divide by TIMED_BATCHES for per-batch time.
     """
 
-    params = [6, 247, 100_000]
-    param_names = ["n_nodes"]
+    params = [[6, 247, 100_000], DETECTORS]
+    param_names = ["n_nodes", "detector"]
     number = 1
     repeat = (5, 20, 30.0)
 
     def setup_cache(self):
         out = {}
-        for n in self.params:
+        for n in self.params[0]:
             s = _stream(n)
             frames = list(batches(s, BATCH))
             out[n] = (frames, TIMED_BATCHES)
         return out
 
-    def setup(self, cache, n_nodes):
+    def setup(self, cache, n_nodes, detector):
         frames, k = cache[n_nodes]
         warm, self.timed = frames[:-k], frames[-k:]
-        self.meter = Meter(STREAM_PARAMS, n_nodes=n_nodes)
+        self.p = STREAM_PARAMS.replace(detector=detector)
+        self.meter = Meter(self.p, n_nodes=n_nodes)
         for b in warm:
             self.meter.process(Frame(b))
         self.frames = [Frame(b) for b in self.timed]
         if n_nodes <= 247:
             self.ref_activity = _activity(np.concatenate(self.timed), STREAM_PARAMS.tick_ns, n_nodes)
 
-    def time_update_64_batches(self, cache, n_nodes):
+    def time_update_64_batches(self, cache, n_nodes, detector):
         for f in self.frames:
             self.meter.process(f)
 
-    def time_reference_64_batches(self, cache, n_nodes):
+    def time_reference_64_batches(self, cache, n_nodes, detector):
         if n_nodes > 247:
             raise SkipNotImplemented("the Python reference is too slow at this size")
         for b in self.timed:
             a = np.zeros(n_nodes, np.float32)
             np.add.at(a, b["node"].astype(np.int64), b["value"])
-        reference_evaluate(self.ref_activity, None, STREAM_PARAMS)
+        reference_evaluate(self.ref_activity, None, self.p)
 
-    def peakmem_update(self, cache, n_nodes):
+    def peakmem_update(self, cache, n_nodes, detector):
         for f in self.frames:
             self.meter.process(f)
 
@@ -81,25 +85,25 @@ class MeterStream:
 class EvaluateActivity:
     """One Monte Carlo call: a ticks x nodes activity matrix -> alarm ticks."""
 
-    params = [[(24, 500), (40, 600), (10, 200)]]  # one parameter whose values are shapes
-    param_names = ["nodes_ticks"]
+    params = [[(24, 500), (40, 600), (10, 200)], DETECTORS]  # shapes, detector
+    param_names = ["nodes_ticks", "detector"]
 
-    def setup(self, shape):
+    def setup(self, shape, detector):
         n, t = shape
         r = rng(n * 1000 + t)
         self.a = r.poisson(r.uniform(1, 20, size=n), size=(t, n)).astype(np.float32)
         self.a[t // 2, : n // 3] += 50.0
         self.groups = np.arange(n) % 5
-        self.params_ = MeterParams(min_samples=10)
+        self.params_ = MeterParams(min_samples=10, detector=detector)
         self.config = self.params_.compile()
 
-    def time_evaluate(self, shape):
+    def time_evaluate(self, shape, detector):
         evaluate_activity(self.a, self.groups, self.config)
 
-    def time_evaluate_from_params(self, shape):
+    def time_evaluate_from_params(self, shape, detector):
         evaluate_activity(self.a, self.groups, self.params_)
 
-    def time_reference(self, shape):
+    def time_reference(self, shape, detector):
         reference_evaluate(self.a, self.groups, self.params_)
 
 

@@ -506,7 +506,13 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef int64_t lo = t - cfg.window_ticks + 1
     cdef int64_t age
     cdef float x
-    cdef double y, f, e, m, ve, fl, d, z2, zz, w, dec, total, pos, neg, conf, su, sd, cap
+    cdef double y, f, e, m, ve, fl, d, z2, zz, zr = 0.0, w, dec, total, pos, neg, conf, su, sd, cap, hthr_i
+    # Locals: extensions build with -fno-strict-aliasing, so every float store
+    # would otherwise reload these pointers from the state struct.
+    cdef float* cup = st.cup
+    cdef float* cdn = st.cdn
+    cdef float* cvr = st.cvr
+    cdef const double* hthr = st.hthr
     cdef uint32_t h, c, n_dom
     cdef int raw, craw, cdir, hot, converged, fired, dom
     cdef uint8_t cand, s
@@ -555,35 +561,36 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             d = y - e
             if cfg.detector:
                 # One-sided CUSUMs of the raw standardised residual, capped at 2h.
-                zz = d / sqrt(ve)
+                zr = d / sqrt(ve)
+                hthr_i = hthr[i]
+                cap = 2.0 * hthr_i
+                zz = zr
                 if zz == zz:
-                    cap = 2.0 * st.hthr[i]
-                    su = st.cup[i] + zz - cfg.cusum_k
+                    su = cup[i] + zz - cfg.cusum_k
                     su = 0.0 if su < 0.0 else (cap if su > cap else su)
-                    st.cup[i] = <float>su
-                    su = st.cdn[i] - zz - cfg.cusum_k
+                    cup[i] = <float>su
+                    su = cdn[i] - zz - cfg.cusum_k
                     su = 0.0 if su < 0.0 else (cap if su > cap else su)
-                    st.cdn[i] = <float>su
+                    cdn[i] = <float>su
                     if cfg.cusum_variance:
                         sd = zz * zz
                         if not (sd <= VAR_CLIP):
                             sd = VAR_CLIP
-                        su = st.cvr[i] + (sd - 1.0) * CTAS7_METER_SQRT1_2 - cfg.cusum_k
+                        su = cvr[i] + (sd - 1.0) * CTAS7_METER_SQRT1_2 - cfg.cusum_k
                         su = 0.0 if su < 0.0 else (cap if su > cap else su)
-                        st.cvr[i] = <float>su
-                su = st.cup[i]
-                sd = st.cdn[i]
-                if su >= sd:
-                    craw = su > 0.0 and su >= st.hthr[i]
-                    cdir = 1
-                else:
-                    craw = sd >= st.hthr[i]
-                    cdir = -1
-                if not craw and cfg.cusum_variance and st.cvr[i] > 0.0 and st.cvr[i] >= st.hthr[i]:
+                        cvr[i] = <float>su
+                # Branch-free: the larger side decides (when S- wins, S- > S+ >= 0).
+                su = cup[i]
+                sd = cdn[i]
+                cdir = <int>(su >= sd)
+                su = su if cdir else sd
+                craw = (<int>(su > 0.0)) & (<int>(su >= hthr_i))
+                cdir = 2 * cdir - 1
+                if not craw and cfg.cusum_variance and cvr[i] > 0.0 and cvr[i] >= hthr_i:
                     craw = 1
                     cdir = 1
             if cfg.smoothing < 1.0:
-                zz = d / sqrt(ve)
+                zz = zr if cfg.detector else d / sqrt(ve)
                 if zz == zz:
                     zz = (1.0 - cfg.smoothing) * st.zsm[i] + cfg.smoothing * zz
                     st.zsm[i] = <float>zz
