@@ -1,5 +1,6 @@
 """Monte Carlo tuning: one scenario evaluation and one run over 41 scenarios.
 
+``Refinement`` is one point of the local refinement phase.
 A search run is ``evaluate_activity`` on every precomputed scenario matrix
 plus the metric arithmetic, so ``EvaluateScenario`` is the unit cost and
 ``SearchRun`` the cost of one of the 10,000 runs (the full search needs
@@ -66,3 +67,22 @@ class SearchRun:
 
     def track_evaluations_per_run(self):
         return len(self.inc) + len(self.null)
+
+
+class Refinement:
+    """Local refinement: drawing one perturbation (``perturb``) and scoring
+    it (``search_row`` with given parameters); the peer is ``SearchRun``."""
+
+    timeout = 120
+
+    def setup(self):
+        self.spec = mc.SearchSpec(SEED, tuple(SCENARIOS)[:41], search_null_runs=8)
+        mc._cached_cases(self.spec, "search")
+        self.base = self.spec.params(1)
+        self.point = mc.perturb(self.base, SEED, 0, 1, 0)
+
+    def time_perturb(self):
+        mc.perturb(self.base, SEED, 0, 1, 0)
+
+    def time_refined_row(self):
+        mc.search_row(self.spec, 10_000, params=self.point)
