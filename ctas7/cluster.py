@@ -217,7 +217,8 @@ class Cluster:
         set_timer_slack()
         n = len(self.ranges)
         self.metrics = Metrics.create(self.name, n_workers=n, n_stations=self.stations, stages=self.stage_names,
-                                      config={"source": self.source, "rate": self.rate, "workers": n, **self.config})
+                                      config={"source": self.source, "rate": self.rate, "workers": n,
+                                              "channel_capacity": self.channel_capacity, **self.config})
         self.channels = []
         try:
             for i in range(n):
@@ -348,7 +349,7 @@ class Cluster:
                 t0 = clock()
                 frame = s.process(frame)
                 dts.append(clock() - t0)
-            self._rec.record(dts, n_ev, k, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+            self._lat_events += self._rec.record(dts, n_ev, k, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
         else:
             for s in self.stages:
                 frame = s.process(frame)
@@ -392,6 +393,8 @@ class Cluster:
 
     def _publish(self, now: float) -> None:
         """Per 100 ms: counters, throughput ring, occupancy, sink backlog."""
+        from ctas7.metrics import PEND_BITS
+
         m = self.metrics
         if self.use_metrics:
             for i, r in enumerate(self.rings):
@@ -404,7 +407,11 @@ class Cluster:
             m.set(m.AXON_ACTIONS, self._actions)
             m.set(m.REPORTS, len(self.reports))
             m.set(m.RING_OCCUPANCY, sum(len(r) for r in self.rings))
-            m.set(m.DEAD_LETTERED, sum(m.words[j] for j in self._i["dead_lettered"]))
+            dead = sum(m.words[j] for j in self._i["dead_lettered"])
+            m.set(m.DEAD_LETTERED, dead)
+            m.set(m.PRODUCED, sum(m.words[j] >> PEND_BITS for j in self._i["state"]) + dead)
+            m.set(m.CHAIN_NS, int(m.stage_words[: len(self.stages), 2].sum()))
+            m.set(m.LATENCY_EVENTS, self._lat_events)
             m.push_throughput(self.processed - self._tput_last)
             if self.sink is not None:
                 st = self.sink.stats
@@ -494,6 +501,7 @@ class Cluster:
         self._stamps = np.zeros((4096, 3), dtype=np.int64)
         _, self._geom = histogram_geometry()
         self._control = self._stamp_count = self._batches = self._convergences = self._actions = 0
+        self._lat_events = 0
         self._sink_errors, self._sink_last_error = 0, ""
         self._tput_last = 0
         self._sample_budget = float(min(self.sample_events, 256))
@@ -728,6 +736,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-events", type=float, default=100.0, metavar="N",
                    help="events per second stored in SurrealDB (default 100)")
     p.add_argument("--dead-letter-dir", default=".ctas7-data/dead-letter", metavar="DIR")
+    p.add_argument("--monitor", action="store_true",
+                   help="show the hft-monitor live view in this process while the cluster runs (on stderr with --json)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics while the cluster runs (0: any free port)")
 
 
 def _fmt(v) -> str:
@@ -772,6 +784,69 @@ def _render(summary: dict, console) -> None:
         console.print(f"target {name}: {tg['target']} -> {tg['measured']} {mark}")
 
 
+class _Attached:
+    """What ``--monitor`` and ``--metrics-port`` add to a run: started once the cluster runs, stopped after it.
+
+    Both read the cluster's metrics segment through their own read-only
+    :class:`ctas7.metrics.MetricsReader`, exactly as ``hft-monitor`` and a
+    scraper in another process would; the live view runs on a daemon
+    thread, the exporter on the HTTP server's.
+    """
+
+    def __init__(self, monitor: bool = False, metrics_port: int | None = None, to_stderr: bool = False, console=None):
+        if metrics_port is not None and not 0 <= metrics_port <= 65535:
+            raise ValueError(f"--metrics-port must lie in [0, 65535], got {metrics_port}")
+        self.monitor, self.metrics_port, self.to_stderr, self.console = monitor, metrics_port, to_stderr, console
+        self.refresh = 2.0
+        self.readers: list = []
+        self.server = self.thread = self.url = self.error = None
+        self._stop = None
+
+    def start(self, cluster: "Cluster") -> None:
+        import threading
+
+        from ctas7.metrics import MetricsReader
+
+        if self.metrics_port is not None:
+            from ctas7.exporter import serve
+
+            try:
+                r = MetricsReader.attach(cluster.name)
+                self.readers.append(r)
+                self.server = serve(r, self.metrics_port)
+                self.url = self.server.url
+                print(f"hft-cluster: Prometheus metrics at {self.url}", file=sys.stderr, flush=True)
+            except OSError as exc:  # a busy port must not take the cluster down
+                self.error = f"--metrics-port {self.metrics_port}: {exc}"
+                print(f"hft-cluster: {self.error}", file=sys.stderr, flush=True)
+        if self.monitor:
+            from rich.console import Console
+
+            from ctas7.console import run_live_view
+
+            r = MetricsReader.attach(cluster.name)
+            self.readers.append(r)
+            console = self.console or Console(stderr=self.to_stderr)
+            self._stop = threading.Event()
+            self.thread = threading.Thread(target=run_live_view, args=(r, self._stop),
+                                           kwargs={"refresh_per_second": self.refresh, "console": console},
+                                           name="ctas7-cluster-monitor", daemon=True)
+            self.thread.start()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            # One more refresh period, so the view's last snapshot is the finished cluster.
+            if self.thread.is_alive():
+                time.sleep(1.0 / self.refresh + 0.1)
+            self._stop.set()
+            self.thread.join(10)
+        if self.server is not None:
+            self.server.close()
+        for r in self.readers:
+            r.close()
+        self.readers = []
+
+
 def run(args) -> int:
     from ctas7.chain import load_params
 
@@ -783,6 +858,9 @@ def run(args) -> int:
         if args.duration is not None and not args.duration > 0:
             raise ValueError(f"--duration must be > 0, got {args.duration}")
         ranges, note = plan_workers(args.threads, args.ground_stations, args.source, oversubscribe=args.oversubscribe)
+        port = getattr(args, "metrics_port", None)
+        if port is not None and not 0 <= port <= 65535:
+            raise ValueError(f"--metrics-port must lie in [0, 65535], got {port}")
     except (ValueError, TypeError, KeyError) as exc:
         print(f"ctas7-intel hft-cluster: {exc}", file=sys.stderr)
         return 2
@@ -802,8 +880,17 @@ def run(args) -> int:
         dead_letter_dir=args.dead_letter_dir,
         config={"latency_target_ns": lat_target, "throughput_target": tput_target, "placement": note},
     )
-    summary = cluster.run(args.duration)
+    attached = _Attached(monitor=getattr(args, "monitor", False), metrics_port=getattr(args, "metrics_port", None),
+                         to_stderr=args.json)
+    try:
+        summary = cluster.run(args.duration, on_started=attached.start)
+    finally:
+        attached.stop()
+    if attached.error:
+        print(f"ctas7-intel hft-cluster: {attached.error}", file=sys.stderr)
     summary["placement"] = note
+    if attached.url:
+        summary["metrics_url"] = attached.url
     targets = {}
     if lat_target is not None and summary["latency_us"].get("count"):
         p99 = summary["latency_us"]["p99_us"]

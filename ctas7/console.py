@@ -41,6 +41,9 @@ import time
 
 import numpy as np
 
+# Shared with ctas7.metrics (the numpy summaries live there; re-exported here for the view).
+from ctas7.metrics import _index_ranges, latency_summary
+
 __all__ = [
     "collect", "add_accounting", "latency_bins", "latency_summary", "gone_reason", "latency_histogram", "throughput_graph", "convergence_table",
     "convergence_record", "ring_table", "accounting_table", "stage_table", "header", "MonitorView", "live", "run_live_view",
@@ -62,61 +65,6 @@ class ClusterGone(Exception):
 # ---------------------------------------------------------------------------
 # Snapshot
 # ---------------------------------------------------------------------------
-
-
-def _index_ranges(geometry):
-    """Lowest value and range size (ns) of every HdrHistogram counts index (hdrh's layout)."""
-    key = tuple(int(g) for g in geometry)
-    got = _RANGES.get(key)
-    if got is None:
-        unit, half_mag, n = key
-        half = 1 << half_mag
-        i = np.arange(n, dtype=np.int64)
-        bucket = (i >> half_mag) - 1
-        sub = (i & (half - 1)) + half
-        low = bucket < 0
-        sub[low] -= half
-        bucket[low] = 0
-        shift = bucket + unit
-        got = _RANGES[key] = (sub << shift, np.int64(1) << shift)
-    return got
-
-
-_RANGES: dict = {}
-
-
-def latency_summary(counts, geometry) -> dict:
-    """:func:`ctas7.metrics.summarize` of a counts array, computed with numpy.
-
-    Same keys and values as hdrh's answers (highest equivalent value at a
-    percentile and at the max, mean over median equivalent values), without
-    hdrh's per-index Python loops, which cost ~0.1-1 s per snapshot.
-
-    >>> from ctas7.metrics import histogram_geometry, summarize
-    >>> h, geom = histogram_geometry()
-    >>> for v in (900, 1_500, 1_600, 40_000):
-    ...     _ = h.record_value(v)
-    >>> latency_summary(np.frombuffer(h.counts, dtype=np.uint64), geom) == summarize(h)
-    True
-    """
-    low, size = _index_ranges(geometry)
-    counts = np.asarray(counts, dtype=np.uint64)
-    if counts.shape != low.shape:
-        raise ValueError(f"counts of length {counts.shape[0]} do not match the geometry ({low.shape[0]})")
-    nz = np.flatnonzero(counts)
-    if not nz.size:
-        return {"count": 0}
-    c = counts[nz]
-    n = int(c.sum())
-    high = low[nz] + size[nz] - 1
-    median = low[nz] + (size[nz] >> 1)
-    cum = np.cumsum(c, dtype=np.uint64)
-    out = {"count": n, "mean_us": round(float(np.dot(c.astype(np.float64), median.astype(np.float64))) / n / 1e3, 3)}
-    for p in (50, 90, 99, 99.9):
-        target = max(1, int(p * n / 100 + 0.5))
-        out[f"p{p:g}_us"] = round(int(high[np.searchsorted(cum, target, side="left")]) / 1e3, 3)
-    out["max_us"] = round(int(high[-1]) / 1e3, 3)
-    return out
 
 
 def latency_bins(counts, geometry) -> dict:

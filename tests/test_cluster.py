@@ -270,8 +270,17 @@ def test_small_buffers_under_load_still_balance(rate):
     c = cluster.Cluster(stations=247, workers=[(0, 124), (124, 123)], rate=rate, surreal=None,
                         name=f"t-small-{os.getpid()}-{int(rate) if rate < 1e9 else 'max'}", max_batch=4096,
                         channel_capacity=8192, max_lag=0.005)
-    s = c.run(1.5, handle_signals=False)
+    readers = []
+    s = c.run(1.5, handle_signals=False, on_started=lambda cl: readers.append(MetricsReader.attach(cl.name)))
     _check_balanced(s)
+    # The segment (still mapped by the reader) holds the final counters and the channel capacity.
+    with readers[0] as r:
+        snap = r.snapshot()
+    a = s["accounting"]
+    assert snap["counters"]["produced"] == a["produced"] and snap["counters"]["processed"] == a["processed"]
+    assert snap["counters"]["latency_events"] == a["processed"]
+    assert snap["counters"]["chain_ns"] == sum(st["time_ns"] for st in snap["stages"].values()) > 0
+    assert snap["config"]["channel_capacity"] == 8192
     assert s["accounting"]["processed"] > 100_000
     assert s["latency_us"]["count"] == s["accounting"]["processed"]
     assert _leftovers(c.name) == []
@@ -308,4 +317,58 @@ def test_a_worker_that_cannot_start_stops_the_cluster_with_an_error(tmp_path):
     s = json.loads(out.strip().splitlines()[-1])
     _check_balanced(s)
     assert s["elapsed_s"] < 20
+    assert _leftovers(name) == []
+
+
+# ---------------------------------------------------------------------------
+# --metrics-port and --monitor
+# ---------------------------------------------------------------------------
+
+
+def test_metrics_port_serves_prometheus_during_the_run(tmp_path):
+    import re
+    import urllib.request
+
+    name = f"t-prom-{os.getpid()}"
+    proc = _start(tmp_path, name, "--duration", "4", "--rate", "100k", "--threads", "1", "--metrics-port", "0")
+    try:
+        line = ""
+        while "Prometheus metrics at" not in line:
+            line = proc.stderr.readline()
+            assert line, "the cluster exited without printing the exporter's URL"
+        url = line.rsplit(" ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+
+        def scrape():
+            body = urllib.request.urlopen(url, timeout=10).read().decode()
+            got = {m.group(1): float(m.group(2)) for m in re.finditer(
+                r"^(ctas7_[a-z_]+)\{cluster=\"[^\"]*\"\} (\S+)$", body, re.M)}
+            return got if got.get("ctas7_processed_events_total", 0) > 0 else None
+
+        got = _wait_for(scrape, timeout=30)
+        assert got["ctas7_up"] == 1 and got["ctas7_produced_events_total"] >= got["ctas7_processed_events_total"] > 0
+        assert got["ctas7_chain_batches_total"] > 0
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    s = json.loads(out.strip().splitlines()[-1])
+    _check_balanced(s)
+    assert s["metrics_url"] == url
+    with pytest.raises(OSError):  # closed with the run
+        urllib.request.urlopen(url, timeout=2)
+    assert _leftovers(name) == []
+
+
+def test_monitor_shows_the_live_view_and_stops_with_the_run(tmp_path):
+    name = f"t-monv-{os.getpid()}"
+    proc = _start(tmp_path, name, "--duration", "2", "--rate", "100k", "--threads", "1", "--monitor")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    s = json.loads(out.strip().splitlines()[-1])
+    _check_balanced(s)
+    for heading in ("ctas7 cluster", "throughput (events/s)", "ingest-to-decision latency",
+                    "convergence events (PRISM)", "accounting", "stages (per batch)"):
+        assert heading in err, heading
+    # The final view is the finished cluster, balanced.
+    assert "done" in err and "balanced" in err
     assert _leftovers(name) == []

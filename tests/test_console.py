@@ -267,9 +267,13 @@ def test_collected_convergences_read_back(segment):
     with MetricsReader.attach(segment.name) as r:
         snap = cm.collect(r)
     recs = [cm.convergence_record(c) for c in snap["convergences"]]
-    assert recs[0]["cut"] and recs[0]["threat_level"] is None and recs[0]["recommendation"] == ""  # cut in nodes
-    assert recs[1]["cut"] and recs[1]["threat_level"] == "HIGH" and recs[1]["tier"] == "INTERDICT"
-    assert recs[1]["nodes"] == 60 and recs[1]["ts"] is None
+    # The segment keeps compact records (ctas7.metrics.compact_convergence): a long node list is
+    # stored as its count and first ids, and only the recommendation is ever shortened.
+    assert not recs[0]["cut"] and recs[0]["nodes"] == 300 and recs[0]["ts"] == 1
+    assert recs[0]["recommendation"] == "HIGH threat, tier INTERDICT: x"
+    assert snap["convergences"][0]["node_ids"] == list(range(8))
+    assert not recs[1]["cut"] and recs[1]["nodes"] == 60 and recs[1]["ts"] == 1
+    assert recs[1]["recommendation"].startswith("HIGH threat, tier INTERDICT: xxx") and recs[1]["recommendation"][-1] == "…"
     assert recs[2] == {"ts": 2, "tick": None, "nodes": 2, "confidence": 0.5, "threat_level": "LOW", "tier": "WATCH",
                        "recommendation": "LOW threat, tier WATCH: y. Recommendation: watch.", "cut": False}
     assert "watch." in render(cm.convergence_table(snap))

@@ -21,7 +21,9 @@ from ctas7.metrics import (
     Metrics,
     MetricsReader,
     find_running,
+    compact_convergence,
     histogram_geometry,
+    latency_summary,
     summarize,
     sweep,
 )
@@ -290,11 +292,84 @@ def test_step_recorder_matches_the_separate_kernels(seed):
         assert np.array_equal(stamps[:k], ref_stamps[:k])
         dts = [int(x) for x in rng.integers(0, 10**6, n_stages)]
         t_done = int(ev["ts"].max()) + int(rng.integers(0, 10**6))
-        rec.record(dts, n_ev, k, t_done)
+        got = rec.record(dts, n_ev, k, t_done)
         _metrics.record_stage_times(ref_h, GEOM, np.array(dts, dtype=np.int64), ref_acc, n_ev)
-        _metrics.record_spread(ref_h[0], GEOM, ref_stamps, k, t_done)
+        assert got == _metrics.record_spread(ref_h[0], GEOM, ref_stamps, k, t_done)[0]
     assert np.array_equal(hists, ref_h) and np.array_equal(acc, ref_acc)
     with pytest.raises(ValueError):
         rec.record([1], 0, 0, 0)
     with pytest.raises(ValueError):
         _metrics.StepRecorder(hists[:2], GEOM, stamps, acc, n_stages, KIND_STAMP)
+
+
+# ---------------------------------------------------------------------------
+# numpy summaries vs hdrh; compact convergence records
+# ---------------------------------------------------------------------------
+
+
+def _hdrh_summary(h):
+    """The summary as hdrh's own (slow, per-index Python) methods give it: the reference."""
+    n = h.get_total_count()
+    if not n:
+        return {"count": 0}
+    return {"count": int(n), "mean_us": round(h.get_mean_value() / 1e3, 3),
+            **{f"p{p:g}_us": round(h.get_value_at_percentile(p) / 1e3, 3) for p in (50, 90, 99, 99.9)},
+            "max_us": round(h.get_max_value() / 1e3, 3)}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60_000_000_000), st.integers(1, 1000)), min_size=0, max_size=40))
+def test_summarize_equals_hdrh(values):
+    h, geom = histogram_geometry()
+    for v, c in values:
+        h.record_value(v, c)
+    assert summarize(h) == _hdrh_summary(h)
+    assert latency_summary(np.frombuffer(h.counts, dtype=np.uint64), geom) == _hdrh_summary(h)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_snapshot_latency_equals_hdrh(name, seed):
+    rng = np.random.default_rng(seed)
+    with Metrics.create(name, n_workers=1, n_stations=1, stages=["meter"]) as m:
+        ref = HdrHistogram(1, 60_000_000_000, 3)
+        for v in rng.lognormal(11, 2, 3000).astype(np.int64):
+            m.record_latency(0, int(v), count=2)
+            ref.record_value(int(v), 2)
+        with MetricsReader.attach(name) as r:
+            assert r.snapshot()["latency"]["ingest_to_decision"] == _hdrh_summary(ref)
+            assert np.array_equal(r.counts(0), np.frombuffer(ref.counts, dtype=np.uint64))
+            with pytest.raises(IndexError):
+                r.counts(5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=400), st.text(max_size=2000), st.integers(64, 1024),
+       st.sampled_from([None, "LOW", "CRITICAL"]))
+def test_compact_convergence_is_whole_json_within_the_slot(nodes, rec, limit, level):
+    import json
+
+    full = {"ts": 12_345_678_901, "tick": 7, "nodes": nodes, "groups": [1, 2, 3], "confidence": 0.875,
+            "weighted_count": 3.5, "pattern_matches": 2, "threat_level": level, "tier": "WATCH",
+            "recommendation": rec}
+    data = compact_convergence(full, limit)
+    assert len(data) <= limit
+    d = json.loads(data)
+    if limit < 256:  # a slot this small may lose fields, but never holds broken JSON
+        assert set(d) <= set(compact_convergence(full, 4096) and json.loads(compact_convergence(full, 4096)))
+        return
+    assert list(d)[-1] == "recommendation"
+    assert {k: d[k] for k in ("ts", "tick", "confidence", "threat_level", "tier")} == \
+        {k: full[k] for k in ("ts", "tick", "confidence", "threat_level", "tier")}
+    assert d["nodes"] == len(nodes) and d["node_ids"] == nodes[:8]
+    if d["recommendation"] != rec:
+        assert d["recommendation"] == "" or (d["recommendation"].endswith("…") and rec.startswith(d["recommendation"][:-1]))
+
+
+def test_pushed_convergences_are_never_cut(name):
+    with Metrics.create(name, n_workers=1, n_stations=1, conv_slots=2) as m:
+        m.push_convergence({"ts": 1, "tick": 2, "nodes": list(range(500)), "confidence": 0.9, "threat_level": "HIGH",
+                            "tier": "INTERDICT", "recommendation": "HIGH threat, tier INTERDICT: " + "é" * 900})
+        with MetricsReader.attach(name) as r:
+            (c,) = r.snapshot()["convergences"]
+    assert "truncated" not in c and c["nodes"] == 500 and c["threat_level"] == "HIGH" and c["tier"] == "INTERDICT"
+    assert c["recommendation"].endswith("…")

@@ -288,13 +288,17 @@ cdef class StepRecorder:
         return k, events, control
 
     def record(self, list dts, int64_t events, Py_ssize_t k, int64_t t_done, int points=4):
-        """Stage times ``dts`` (ns, one per stage) and ``k`` stamps decided at ``t_done``."""
+        """Stage times ``dts`` (ns, one per stage) and ``k`` stamps decided at ``t_done``.
+
+        Returns the events given an ingest-to-decision latency (the sum of
+        the stamps' counts).
+        """
         if len(dts) != self.n_stages:
             raise ValueError(f"expected {self.n_stages} stage times, got {len(dts)}")
         if k < 0 or k > self.stamps.shape[0]:
             raise ValueError(f"k={k} outside the stamp buffer")
         cdef Py_ssize_t j, r
-        cdef int64_t dt, m, p, i, first, span, lat
+        cdef int64_t dt, m, p, i, first, span, lat, total = 0
         for j in range(self.n_stages):
             dt = dts[j]
             if dt < 1:
@@ -316,3 +320,5 @@ cdef class StepRecorder:
                 for i in range(p):
                     lat = t_done - (first + <int64_t>(<double>span * (2 * i + 1) / (2 * p)))
                     self.hists[0, metrics_hdr_index(&self.h, lat)] += <uint64_t>(m * (i + 1) // p - m * i // p)
+                total += m
+        return total
