@@ -672,3 +672,126 @@ def test_cusum_cython_matches_reference(seed):
     for name in ("cup", "cdn", "cvr"):
         np.testing.assert_allclose(core.array(name), getattr(ref, name), rtol=1e-5, atol=1e-4)
     assert ref.hot.any()
+
+
+# ---------------------------------------------------------------------------
+# Pattern evidence in the matrix path (evaluate_activity(..., evidence=...))
+# ---------------------------------------------------------------------------
+
+
+def run_steps_with_matches(activity, groups, params, evidence):
+    """The streaming core, tick by tick, given each tick's matches before it closes."""
+    core = _meter.MeterCore(params.compile(), groups, activity.shape[1])
+    alarms, hot = [], []
+    for t, row in enumerate(np.ascontiguousarray(activity, dtype=np.float32)):
+        nodes = np.repeat(np.arange(activity.shape[1]), evidence[t].astype(np.int64))
+        core.add_matches(np.full(nodes.shape[0], t, np.int64), nodes.astype(np.int64))
+        if core.step(row):
+            alarms.append(t)
+        hot.append(core.array("hot").astype(bool))
+    return alarms, np.array(hot)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), n_nodes=st.integers(1, 12), n_ticks=st.integers(15, 90))
+def test_evidence_cython_matches_reference_and_stream(seed, n_nodes, n_ticks):
+    a, groups, p = _random_case(seed, n_nodes, n_ticks)
+    rng = np.random.default_rng(seed ^ 0x5EED)
+    p = p.replace(pattern_bonus=float(rng.choice([0.0, 0.5, 3.0, 8.0, 16.0])))
+    ev = (rng.random(a.shape) < rng.uniform(0.0, 0.2)) * rng.integers(1, 4, size=a.shape)
+    ev = ev.astype(np.float32)
+    ref = reference_evaluate(a, groups, p, evidence=ev)
+    assert evaluate_activity(a, groups, p, evidence=ev).tolist() == ref.alarms
+    alarms, hot = run_steps_with_matches(a, groups, p, ev)
+    assert alarms == ref.alarms
+    np.testing.assert_array_equal(hot, ref.hot)
+
+
+def test_evidence_window_and_hand_computed_bonus():
+    # hand_activity: node 3's drop at tick 4 is 4.46 bits, under 10. Matches
+    # count from their tick for window_ticks ticks: at tick 0 one has left
+    # the window by tick 4 (window 3), at ticks 3 and 4 both are in it.
+    a = hand_activity()
+    p = HAND.replace(pattern_bonus=3.0)
+    ev = np.zeros(a.shape, np.float32)
+    ev[[0, 3, 4], 3] = 1
+    assert reference_evaluate(a, None, p, evidence=ev).hot[4, 3]
+    np.testing.assert_array_equal(evaluate_activity(a, None, p, evidence=ev),
+                                  reference_evaluate(a, None, p, evidence=ev).alarms)
+    uint = ev.astype(np.uint32)
+    for e in (ev, uint, ev.astype(np.int64), ev.tolist()):
+        assert evaluate_activity(a, None, p, evidence=e).tolist() == evaluate_activity(a, None, p, evidence=uint).tolist()
+    # pattern_bonus 0 and an all-zero evidence matrix are the no-evidence path.
+    zero = np.zeros(a.shape, np.float32)
+    assert evaluate_activity(a, None, p, evidence=zero).tolist() == evaluate_activity(a, None, p).tolist()
+    assert (evaluate_activity(a, None, p.replace(pattern_bonus=0.0), evidence=ev * 9).tolist()
+            == evaluate_activity(a, None, p.replace(pattern_bonus=0.0)).tolist())
+
+
+def test_evidence_makes_the_difference():
+    # Three nodes jump, the third only weakly: no convergence without its
+    # matches, a convergence at the jump with them; matches on a quiet node
+    # alone do nothing (the bonus needs a warm node's own deviation to add to).
+    rng = np.random.default_rng(3)
+    a = rng.poisson(6.0, size=(80, 6)).astype(np.float32)
+    a[60:64, [0, 1]] += 40.0
+    a[60:64, 2] += 4.0
+    p = RawParams(min_samples=10, pattern_bonus=4.0, window_ticks=5)
+    ev = np.zeros(a.shape, np.float32)
+    assert evaluate_activity(a, None, p).tolist() == []
+    ev[58, 2] = 2
+    got = evaluate_activity(a, None, p, evidence=ev).tolist()
+    assert got and 60 <= got[0] <= 62
+    assert got == reference_evaluate(a, None, p, evidence=ev).alarms
+    ev[58, 2] = 0
+    ev[40:45, 4] = 3
+    assert evaluate_activity(a, None, p, evidence=ev).tolist() == []
+
+
+def test_evidence_bad_input():
+    a = np.zeros((10, 3), np.float32)
+    p = RawParams(min_samples=2)
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_activity(a, None, p, evidence=np.zeros((10, 4), np.float32))
+    with pytest.raises(ValueError, match="whole"):
+        evaluate_activity(a, None, p, evidence=np.full((10, 3), 0.5, np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        evaluate_activity(a, None, p, evidence=np.full((10, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 2\*\*31\)"):
+        evaluate_activity(a, None, p, evidence=np.full((10, 3), -1, np.int64))
+    with pytest.raises(TypeError, match="numbers"):
+        evaluate_activity(a, None, p, evidence=np.full((10, 3), "x"))
+    with pytest.raises(ValueError, match="shape"):
+        _meter.evaluate_activity(a, None, p.compile(), np.zeros((9, 3), np.uint32))
+    with pytest.raises(TypeError, match="evidence or matches"):
+        reference_evaluate(a, None, p, matches=np.zeros((10, 3)), evidence=np.zeros((10, 3)))
+
+
+@pytest.mark.parametrize("n_nodes, burst", [(6, (1, 3, 4)), (247, (5, 17, 80, 200))])
+def test_stream_with_matches_equals_matrix_with_evidence(n_nodes, burst):
+    # frame.matches through the streaming Meter == evaluate_activity(evidence=
+    # the same matches binned by tick); the matches change the alarms.
+    s = synthetic_stream(60_000, n_stations=n_nodes, burst_nodes=burst, burst_start=0.7, burst_factor=1.6, seed=5)
+    p = STREAM_PARAMS.replace(pattern_bonus=6.0)
+    rng = np.random.default_rng(11)
+    m = Meter(p)
+    convs, all_matches = [], []
+    for b in batches(s, 1000):
+        live = np.flatnonzero(b["kind"] < 0xFF00)
+        w = np.where(np.isin(b["node"][live], burst), 0.02, 0.0005)
+        pick = live[rng.random(live.shape[0]) < w]
+        mt = np.zeros(pick.shape[0], dtype=MATCH_DTYPE)
+        mt["ts"], mt["node"] = b["ts"][pick], b["node"][pick]
+        all_matches.append(mt)
+        convs += m.process(Frame(b, matches=mt)).convergences
+    a, t0 = activity_of(s, p.tick_ns, n_nodes)
+    mt = np.concatenate(all_matches)
+    ev = np.zeros(a.shape, np.float32)
+    t = mt["ts"] // p.tick_ns - t0
+    keep = t < a.shape[0]
+    np.add.at(ev, (t[keep], mt["node"][keep].astype(np.int64)), 1.0)
+    alarms = evaluate_activity(a, None, p, evidence=ev)
+    assert [c.tick - t0 for c in convs] == alarms.tolist()
+    assert reference_evaluate(a, None, p, evidence=ev).alarms == alarms.tolist()
+    assert alarms.tolist() != evaluate_activity(a, None, p).tolist()
+    assert any(c.pattern_matches > 0 for c in convs)

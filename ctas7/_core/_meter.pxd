@@ -111,7 +111,8 @@ ctypedef struct meter_state_t:
     float* cvr            # CUSUM of (min(z^2, 16) - 1) / sqrt(2) (variance excess)
     double* hthr          # CUSUM decision interval per node
     # TETH matches (streaming): per-node count in the window and a tick-sorted queue
-    uint32_t* mwin
+    uint32_t* mwin        # matches per node in the window (pattern bonus)
+    int use_mwin          # 1: mwin is allocated and read (streaming, or evaluate_activity with evidence)
     int64_t* mq_tick
     int32_t* mq_node
     Py_ssize_t mq_len

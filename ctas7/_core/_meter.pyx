@@ -192,10 +192,12 @@ cdef void _state_free(meter_state_t* st) noexcept nogil:
     _state_zero(st)
 
 
-cdef int _state_init(meter_state_t* st, int track, Py_ssize_t n_groups) noexcept nogil:
-    """Fresh state with no nodes; ``n_groups`` sized group sums."""
+cdef int _state_init(meter_state_t* st, int track, Py_ssize_t n_groups, int use_mwin) noexcept nogil:
+    """Fresh state with no nodes; ``n_groups`` sized group sums; ``use_mwin``
+    keeps per-node window match counts (always on when tracking)."""
     _state_zero(st)
     st.track = track
+    st.use_mwin = 1 if track else use_mwin
     if n_groups < 1:
         n_groups = 1
     st.n_groups = n_groups
@@ -240,9 +242,11 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.cvr, sizeof(float), cap)
             or _realloc(<void**>&st.hthr, sizeof(double), cap)):
         return -1
+    if st.use_mwin:
+        if _realloc(<void**>&st.mwin, sizeof(uint32_t), cap):
+            return -1
     if st.track:
         if (_realloc(<void**>&st.acc, sizeof(float), cap)
-                or _realloc(<void**>&st.mwin, sizeof(uint32_t), cap)
                 or _realloc(<void**>&st.hot, sizeof(uint8_t), cap)
                 or _realloc(<void**>&st.hot_z, sizeof(float), cap)
                 or _realloc(<void**>&st.last_z, sizeof(float), cap)
@@ -292,9 +296,10 @@ cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over
         st.hthr[i] = cfg.cusum_h
         st.weight[i] = 1.0
         st.group[i] = ov.groups[i] if i < ov.n_groups_arr else 0
+        if st.use_mwin:
+            st.mwin[i] = 0
         if st.track:
             st.acc[i] = 0.0
-            st.mwin[i] = 0
             st.hot[i] = 0
             st.hot_z[i] = 0.0
             st.last_z[i] = 0.0
@@ -600,7 +605,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
                 z2 = d * d / ve
             if cfg.detector != 1:
                 raw = z2 >= st.z2thr[i]
-                if not raw and st.track and st.mwin[i] and z2 == z2:
+                if not raw and st.use_mwin and st.mwin[i] and z2 == z2:
                     raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
         h = ((st.hist[i] << 1) | <uint32_t>(raw or craw)) & cfg.persist_mask
         st.hist[i] = h
@@ -924,7 +929,7 @@ cdef class MeterCore:
         self.max_nodes = max_nodes
         _fill_over(&self.over, config, self.groups_arr)
         n_groups = int(self.groups_arr.max()) + 1 if self.groups_arr.size else 1
-        if _state_init(&self.st, 1, n_groups):
+        if _state_init(&self.st, 1, n_groups, 1):
             raise MemoryError()
         if n_nodes > 0 and _state_grow(&self.st, &config.cfg, &self.over, n_nodes):
             raise MemoryError()
@@ -1200,30 +1205,61 @@ def _rebuild_core(config, groups, max_gap_ticks, max_nodes):
 # ---------------------------------------------------------------------------
 
 def evaluate_activity(const float[:, ::1] activity,  # IN
-                      groups, MeterConfig config not None):
+                      groups, MeterConfig config not None,
+                      const uint32_t[:, ::1] evidence=None):  # IN
     """Ticks (row indices) at which convergence fires, for a whole matrix.
 
     One call, no Python per tick: the same ``_close_tick`` as the streaming
-    meter, without state tracking.
+    meter, without state tracking. ``evidence`` (same shape, or None) holds
+    the TETH matches completed at each (tick, node); a node's matches in the
+    window add ``pattern_bonus`` bits each, as ``MeterCore.add_matches`` does.
     """
-    cdef Py_ssize_t T = activity.shape[0], N = activity.shape[1], t, n_out = 0
+    cdef Py_ssize_t T = activity.shape[0], N = activity.shape[1], t, i, n_out = 0
     cdef meter_state_t st
     cdef meter_over_t ov
-    cdef int r = 0, err = 0
+    cdef int r = 0, err = 0, use = 0
+    cdef int64_t W = config.cfg.window_ticks
+    cdef const uint32_t* ev = NULL
+    cdef const uint32_t* old
+    cdef const uint32_t* cur
     g = _groups_array(groups)
     if g.shape[0] and g.shape[0] != N:
         raise ValueError(f"groups has {g.shape[0]} entries, activity has {N} nodes")
+    if evidence is not None:
+        if evidence.shape[0] != T or evidence.shape[1] != N:
+            raise ValueError(f"evidence has shape ({evidence.shape[0]}, {evidence.shape[1]}), "
+                             f"activity ({T}, {N})")
+        if config.cfg.pattern_bonus > 0.0 and T and N:
+            use = 1
+            ev = &evidence[0, 0]
     _fill_over(&ov, config, g)
     n_groups = int(g.max()) + 1 if g.size else 1
     out = np.empty(T, dtype=np.int64)
     cdef int64_t[::1] ov_out = out
     cdef const float* base = &activity[0, 0] if T and N else NULL
-    if _state_init(&st, 0, n_groups):
+    if _state_init(&st, 0, n_groups, use):
         _state_free(&st)
         raise MemoryError()
     with nogil:
         if _state_grow(&st, &config.cfg, &ov, N):
             err = 1
+        elif use:
+            for t in range(T):
+                # Window [t - W + 1, t]: row t enters, row t - W leaves.
+                cur = ev + t * N
+                for i in range(N):
+                    st.mwin[i] += cur[i]
+                if t >= W:
+                    old = ev + (t - W) * N
+                    for i in range(N):
+                        st.mwin[i] -= old[i]
+                r = _close_tick(&st, &config.cfg, base + t * N, t)
+                if r < 0:
+                    err = 1
+                    break
+                if r:
+                    ov_out[n_out] = t
+                    n_out += 1
         else:
             for t in range(T):
                 r = _close_tick(&st, &config.cfg, base + t * N, t)

@@ -319,7 +319,8 @@ class MeterParams:
         Bits added to every threshold per ``log2(n_nodes)`` (1 = Bonferroni).
     pattern_bonus : float
         Bits each TETH match in the window adds to its node's score
-        (streaming :class:`Meter` only).
+        (:class:`Meter`: ``frame.matches``; :func:`evaluate_activity`:
+        ``evidence``).
     smoothing : float
         EWMA factor of the standardised residual (1: score each tick alone).
     detector : {"surprisal", "cusum", "both"}
@@ -556,6 +557,7 @@ PARAM_SPACE: dict[str, ParamRange] = {
     "cusum_k": ParamRange("log", 0.25, 2.0, doc="CUSUM reference, sd"),
     "cusum_offset": ParamRange("float", -2.0, 10.0, doc="bits on the CUSUM threshold"),
     "cusum_variance": ParamRange("int", 0, 1, doc="also a CUSUM of z^2"),
+    "pattern_bonus": ParamRange("float", 0.0, 16.0, doc="bits per TETH match in the window"),
     "node_weights": ParamRange("float", 0.5, 2.0, per_node=True),
     "node_thresholds": ParamRange("float", 4.0, 20.0, per_node=True, doc="override for 1 node in 4"),
 }
@@ -614,11 +616,39 @@ def sample(rng, n_nodes: int = 0, base: MeterParams | None = None) -> MeterParam
 # ---------------------------------------------------------------------------
 
 
-def evaluate_activity(activity, groups=None, params=None) -> np.ndarray:
+def _as_evidence(evidence, shape) -> np.ndarray | None:
+    """Match counts as C-contiguous uint32 of ``shape`` (None: no evidence)."""
+    if evidence is None:
+        return None
+    if isinstance(evidence, np.ndarray) and evidence.dtype == np.uint32 and evidence.flags.c_contiguous:
+        ev = evidence
+    else:
+        ev = np.asarray(evidence)
+        if ev.dtype.kind not in "iuf" or ev.dtype == np.bool_:
+            raise TypeError(f"evidence must hold numbers (match counts), got dtype {ev.dtype}")
+        if ev.dtype.kind == "f":
+            if not np.isfinite(ev).all():
+                raise ValueError("evidence must be finite (match counts)")
+            if (ev != np.floor(ev)).any():
+                raise ValueError("evidence must hold whole numbers (match counts)")
+        if ev.size and (ev.min() < 0 or ev.max() >= 2**31):
+            raise ValueError("evidence counts must lie in [0, 2**31)")
+        ev = np.ascontiguousarray(ev, dtype=np.uint32)
+    if ev.shape != tuple(shape):
+        raise ValueError(f"evidence has shape {ev.shape}, activity {tuple(shape)}")
+    return ev
+
+
+def evaluate_activity(activity, groups=None, params=None, evidence=None) -> np.ndarray:
     """Ticks at which convergence fires, for a precomputed activity matrix.
 
     The same core as :class:`Meter`, run over all ticks in one Cython call
     with the GIL released (no Python per tick); row ``t`` is tick ``t``.
+    ``evidence`` gives TETH pattern evidence exactly as the streaming meter
+    applies ``frame.matches``: every match counted at ``(t, node)`` adds
+    ``pattern_bonus`` bits to that node's score at ticks ``t .. t +
+    window_ticks - 1`` (so a stream and its binned matches give the same
+    alarms).
 
     Parameters
     ----------
@@ -630,6 +660,11 @@ def evaluate_activity(activity, groups=None, params=None) -> np.ndarray:
     params : MeterParams, dict, path, or compiled config
         ``params.compile()`` once and pass the result when calling many
         times with the same parameters.
+    evidence : array_like, shape (ticks, nodes), optional
+        Number of TETH matches completed at each (tick, node): whole,
+        non-negative numbers (float32 or integer; uint32 C-contiguous is
+        used without a copy). Ignored when ``pattern_bonus`` is 0 or the
+        detector is ``"cusum"``.
 
     Returns
     -------
@@ -642,12 +677,24 @@ def evaluate_activity(activity, groups=None, params=None) -> np.ndarray:
     >>> a[20, :3] = 50.0
     >>> evaluate_activity(a, params=MeterParams(min_samples=5, min_hot_nodes=3, persistence_m=1, smoothing=1.0)).tolist()
     [20]
+
+    Two matches on the weak third node let it join the convergence:
+
+    >>> a[20, 2] = 2.0
+    >>> p = MeterParams(min_samples=5, min_hot_nodes=3, persistence_m=1, smoothing=1.0,
+    ...                 family_correction=0.0, pattern_bonus=4.0)
+    >>> ev = np.zeros(a.shape, dtype=np.float32)
+    >>> ev[19, 2] = 2
+    >>> evaluate_activity(a, params=p).tolist(), evaluate_activity(a, params=p, evidence=ev).tolist()
+    ([], [20])
     """
     if not isinstance(activity, np.ndarray) or activity.dtype != np.float32 or not activity.flags.c_contiguous:
         activity = np.ascontiguousarray(activity, dtype=np.float32)
     if activity.ndim != 2:
         raise ValueError(f"activity must be 2-d (ticks, nodes), got shape {activity.shape}")
-    return _meter.evaluate_activity(activity, groups, _as_config(params))
+    if evidence is None:
+        return _meter.evaluate_activity(activity, groups, _as_config(params))
+    return _meter.evaluate_activity(activity, groups, _as_config(params), _as_evidence(evidence, activity.shape))
 
 
 def score_series(values, params=None) -> np.ndarray:
@@ -996,13 +1043,14 @@ def reference_cusum_threshold(bits: float, k: float) -> float:
     return hi
 
 
-def reference_evaluate(activity, groups=None, params=None, matches=None) -> ReferenceTrace:
+def reference_evaluate(activity, groups=None, params=None, matches=None, evidence=None) -> ReferenceTrace:
     """The whole meter as a plain per-tick Python loop (numpy over nodes).
 
     Slow and simple; used to check the Cython core exactly (same alarms,
-    states and baselines; scores to float32 precision). ``matches``, an
-    int array ``(ticks, nodes)`` of match counts, applies the pattern bonus
-    as the streaming meter does.
+    states and baselines; scores to float32 precision). ``evidence`` (or
+    its older name ``matches``), an array ``(ticks, nodes)`` of match
+    counts, applies the pattern bonus as the streaming meter and
+    :func:`evaluate_activity` do.
 
     Examples
     --------
@@ -1023,7 +1071,10 @@ def reference_evaluate(activity, groups=None, params=None, matches=None) -> Refe
     cup = np.zeros(N, np.float32)
     cdn = np.zeros(N, np.float32)
     cvr = np.zeros(N, np.float32)
-    mt = None if matches is None else np.asarray(matches, dtype=np.int64).reshape(T, N)
+    if matches is not None and evidence is not None:
+        raise TypeError("give evidence or matches, not both")
+    evidence = matches if evidence is None else evidence
+    mt = None if evidence is None else np.asarray(evidence, dtype=np.int64).reshape(T, N)
     w = np.ones(N)
     for n, v in p.node_weights:
         if n < N:
@@ -1092,13 +1143,14 @@ def reference_evaluate(activity, groups=None, params=None, matches=None) -> Refe
                 z = np.where(warm, d, 0.0)
             else:
                 z = np.where(warm, d / np.sqrt(ve), 0.0)
-        z = np.where(np.isnan(z), 0.0, z)
+        zok = ~np.isnan(z)  # a non-finite tick gets no bonus either
+        z = np.where(zok, z, 0.0)
         score = np.where(warm, _bits(z), 0.0)
         bonus = 0.0
         if mt is not None and p.pattern_bonus > 0:
             lo_m = max(0, t - p.window_ticks + 1)
             bonus = p.pattern_bonus * mt[lo_m : t + 1].sum(axis=0)
-        sraw = warm & ((score >= thr) | ((bonus > 0) & (score + bonus >= thr)))
+        sraw = warm & ((score >= thr) | ((bonus > 0) & zok & (score + bonus >= thr)))
         if p.detector == "cusum":
             sraw = np.zeros(N, bool)
         raw = sraw | craw
