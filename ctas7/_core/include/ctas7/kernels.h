@@ -75,6 +75,42 @@ typedef struct {
 #define CTAS7_ERFC_C8 -0.82215223f
 #define CTAS7_ERFC_C9 0.17087277f
 
+/* The SIMD variants use shorter minimax fits, sized to the 1e-5 contract
+ * (ctas7.kernels, "Accuracy") rather than to full float32 precision:
+ *
+ *   -log2 erfc(s) = (s^2 - Q(t)) log2(e) + log2(u), u = 1 + s/2, t = 1/u,
+ *   Q of degree 6 (the NR form, refitted): error < 8.8e-7 nats times
+ *   max(1, result in bits);
+ *   log2(1 + f) = f L(f) on f in [sqrt(1/2) - 1, sqrt(2) - 1]: L of degree 6,
+ *   absolute error < 3.1e-7 (surprisal), or degree 5, < 2.2e-6 (binary
+ *   entropy, where the error of H is at most that of the logarithm).
+ *
+ * The coefficients are Lawson (iteratively reweighted least squares) minimax
+ * fits, rounded to float32; L(0) != 0 is fine since f = 0 gives exactly 0, so
+ * powers of two keep exact logarithms (H(1/2) = 1 exactly). */
+#define CTAS7_ERFCQ_C0 -1.2683833837509155f
+#define CTAS7_ERFCQ_C1 1.0439225435256958f
+#define CTAS7_ERFCQ_C2 0.11881304532289505f
+#define CTAS7_ERFCQ_C3 0.8220446705818176f
+#define CTAS7_ERFCQ_C4 -1.1773631572723389f
+#define CTAS7_ERFCQ_C5 0.5471513867378235f
+#define CTAS7_ERFCQ_C6 -0.08618436008691788f
+
+#define CTAS7_LOG2D6_C0 1.442699670791626f
+#define CTAS7_LOG2D6_C1 -0.7213758826255798f
+#define CTAS7_LOG2D6_C2 0.48046502470970154f
+#define CTAS7_LOG2D6_C3 -0.3589618504047394f
+#define CTAS7_LOG2D6_C4 0.297262579202652f
+#define CTAS7_LOG2D6_C5 -0.2726980447769165f
+#define CTAS7_LOG2D6_C6 0.17063473165035248f
+
+#define CTAS7_LOG2D5_C0 1.4427134990692139f
+#define CTAS7_LOG2D5_C1 -0.7211318612098694f
+#define CTAS7_LOG2D5_C2 0.47934800386428833f
+#define CTAS7_LOG2D5_C3 -0.3674899637699127f
+#define CTAS7_LOG2D5_C4 0.3221549391746521f
+#define CTAS7_LOG2D5_C5 -0.20659206807613373f
+
 /* ------------------------------------------------------------------------
  * Scalar (always built)
  * ------------------------------------------------------------------------ */
@@ -201,29 +237,47 @@ static const ctas7_kernel_table ctas7_kernels_scalar = {
 #define CTAS7_AVX2_INLINE static inline __attribute__((always_inline)) CTAS7_TARGET_AVX2
 #define CTAS7_AVX512_INLINE static inline __attribute__((always_inline)) CTAS7_TARGET_AVX512
 
-/* log2 for positive normal x with the Cephes logf polynomial (+inf gives a
- * finite value, which the callers make irrelevant); about 1 ulp. */
-CTAS7_AVX2_INLINE __m256 ctas7_avx2_log2(__m256 x)
+/* x = 2^e (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)): returns e (as a float)
+ * and sets f.  Offsetting the bits by those of sqrt(1/2) picks e without a
+ * compare.  Every input gives finite e and f in that range (0 and subnormals
+ * about e = -127, +inf e = 128), which the callers either multiply by 0 or
+ * make irrelevant. */
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_logsplit(__m256 x, __m256 *f)
 {
-    /* x = 2^e (1 + f), 1 + f in [sqrt(1/2), sqrt(2)): offsetting the bits by
-     * those of sqrt(1/2) picks e without a compare */
     const __m256i off = _mm256_set1_epi32(0x3F3504F3);
     __m256i tmp = _mm256_sub_epi32(_mm256_castps_si256(x), off);
-    __m256i ei = _mm256_srai_epi32(tmp, 23);
     __m256i mbits = _mm256_add_epi32(_mm256_and_si256(tmp, _mm256_set1_epi32(0x007FFFFF)), off);
-    __m256 f = _mm256_sub_ps(_mm256_castsi256_ps(mbits), _mm256_set1_ps(1.0f));
-    __m256 z = _mm256_mul_ps(f, f);
-    __m256 y = _mm256_set1_ps(7.0376836292E-2f);
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-1.1514610310E-1f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.1676998740E-1f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-1.2420140846E-1f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.4249322787E-1f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-1.6668057665E-1f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(2.0000714765E-1f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(-2.4999993993E-1f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(3.3333331174E-1f));
-    y = _mm256_fmadd_ps(z, _mm256_fmsub_ps(y, f, _mm256_set1_ps(0.5f)), f); /* ln(1 + f) */
-    return _mm256_fmadd_ps(y, _mm256_set1_ps(CTAS7_LOG2E), _mm256_cvtepi32_ps(ei));
+    *f = _mm256_sub_ps(_mm256_castsi256_ps(mbits), _mm256_set1_ps(1.0f));
+    return _mm256_cvtepi32_ps(_mm256_srai_epi32(tmp, 23));
+}
+
+/* log2 x, absolute error < 3.5e-7 for positive normal x. */
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_log2(__m256 x)
+{
+    __m256 f;
+    __m256 e = ctas7_avx2_logsplit(x, &f);
+    __m256 y = _mm256_set1_ps(CTAS7_LOG2D6_C6);
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D6_C5));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D6_C4));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D6_C3));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D6_C2));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D6_C1));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D6_C0));
+    return _mm256_fmadd_ps(y, f, e);
+}
+
+/* log2 x, absolute error < 2.3e-6 for positive normal x. */
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_log2_d5(__m256 x)
+{
+    __m256 f;
+    __m256 e = ctas7_avx2_logsplit(x, &f);
+    __m256 y = _mm256_set1_ps(CTAS7_LOG2D5_C5);
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D5_C4));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D5_C3));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D5_C2));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D5_C1));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(CTAS7_LOG2D5_C0));
+    return _mm256_fmadd_ps(y, f, e);
 }
 
 CTAS7_AVX2_INLINE __m256 ctas7_avx2_abs(__m256 x)
@@ -237,29 +291,49 @@ CTAS7_AVX2_INLINE __m256i ctas7_avx2_tail(ptrdiff_t r)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-CTAS7_AVX2_INLINE __m256 ctas7_avx2_surprisal(__m256 x, __m256 mean, __m256 var)
+/* -log2 erfc(s) for s >= 0; a NaN s gives 0, +inf gives +inf, 0 exactly 0. */
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_neglog2_erfc(__m256 s)
 {
     const __m256 zero = _mm256_setzero_ps();
-    __m256 ad = ctas7_avx2_abs(_mm256_sub_ps(x, mean));
-    /* max(0, var) keeps a NaN var (second operand) and maps var <= 0 to +-0, so the
-     * degenerate baseline falls out of the division: |d|/0 = inf, 0/0 = NaN -> 0 */
-    __m256 sd = _mm256_sqrt_ps(_mm256_max_ps(zero, var));
-    __m256 s = _mm256_mul_ps(ctas7_avx2_abs(_mm256_div_ps(ad, sd)), _mm256_set1_ps(CTAS7_SQRT1_2));
     __m256 u = _mm256_fmadd_ps(s, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f));
-    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), u);
-    __m256 p = _mm256_set1_ps(CTAS7_ERFC_C9);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C8));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C7));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C6));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C5));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C4));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C3));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C2));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C1));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CTAS7_ERFC_C0));
-    __m256 r = _mm256_fmadd_ps(_mm256_fmsub_ps(s, s, p), _mm256_set1_ps(CTAS7_LOG2E), ctas7_avx2_log2(u));
+    /* t = 1/u: rcp and one Newton step (a few ulp, no divider); the cap keeps
+     * u = inf from forming inf * 0 in the step */
+    __m256 uc = _mm256_min_ps(u, _mm256_set1_ps(0x1p64f));
+    __m256 r0 = _mm256_rcp_ps(uc);
+    __m256 t = _mm256_fmadd_ps(r0, _mm256_fnmadd_ps(uc, r0, _mm256_set1_ps(1.0f)), r0);
+    __m256 q = _mm256_set1_ps(CTAS7_ERFCQ_C6);
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(CTAS7_ERFCQ_C5));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(CTAS7_ERFCQ_C4));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(CTAS7_ERFCQ_C3));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(CTAS7_ERFCQ_C2));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(CTAS7_ERFCQ_C1));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(CTAS7_ERFCQ_C0));
+    __m256 r = _mm256_fmadd_ps(_mm256_fmsub_ps(s, s, q), _mm256_set1_ps(CTAS7_LOG2E), ctas7_avx2_log2(u));
     r = _mm256_max_ps(r, zero); /* a NaN r (second operand rule) becomes 0 too */
     return _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_GT_OQ), r); /* exactly 0 at s == 0 */
+}
+
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_surprisal(__m256 x, __m256 mean, __m256 var)
+{
+    __m256 ad = ctas7_avx2_abs(_mm256_sub_ps(x, mean));
+    __m256 s;
+    if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(var, _mm256_set1_ps(FLT_MIN), _CMP_LT_OQ)), 0)) {
+        /* a variance <= 0 or subnormal in the vector: divide.  max(0, var) keeps
+         * a NaN var (second operand) and maps var <= 0 to +-0, so the degenerate
+         * baseline falls out of the division: |d|/0 = inf, 0/0 = NaN -> 0 */
+        __m256 sd = _mm256_sqrt_ps(_mm256_max_ps(_mm256_setzero_ps(), var));
+        s = _mm256_mul_ps(ctas7_avx2_abs(_mm256_div_ps(ad, sd)), _mm256_set1_ps(CTAS7_SQRT1_2));
+    } else {
+        /* s = |d| rsqrt(var) / sqrt(2): rsqrt and one Newton step (a few ulp).
+         * var = +inf gives inf * 0 = NaN, hence 0, as |d| / inf = 0 (or
+         * inf / inf) would; a NaN var stays NaN */
+        __m256 y = _mm256_rsqrt_ps(var);
+        __m256 vyy = _mm256_mul_ps(_mm256_mul_ps(var, y), y);
+        __m256 c = _mm256_fnmadd_ps(vyy, _mm256_set1_ps(0.5f * CTAS7_SQRT1_2),
+                                    _mm256_set1_ps(1.5f * CTAS7_SQRT1_2));
+        s = _mm256_mul_ps(_mm256_mul_ps(ad, y), c);
+    }
+    return ctas7_avx2_neglog2_erfc(s);
 }
 
 CTAS7_TARGET_AVX2 static void ctas7_surprisal_avx2(const float *x, const float *mean,
@@ -289,14 +363,14 @@ CTAS7_AVX2_INLINE __m256 ctas7_avx2_deviation(__m256 x, __m256 b, __m256 *valid)
 
 CTAS7_AVX2_INLINE __m256 ctas7_avx2_entropy(__m256 x, __m256 b)
 {
-    __m256 valid;
-    const __m256 tiny = _mm256_set1_ps(FLT_MIN);
-    __m256 p = ctas7_avx2_deviation(x, b, &valid);
-    __m256 q = _mm256_sub_ps(_mm256_set1_ps(1.0f), p);
-    __m256 h = _mm256_mul_ps(p, ctas7_avx2_log2(_mm256_max_ps(p, tiny)));
-    h = _mm256_fmadd_ps(q, ctas7_avx2_log2(_mm256_max_ps(q, tiny)), h);
-    h = _mm256_sub_ps(_mm256_setzero_ps(), h);
-    return _mm256_and_ps(valid, _mm256_max_ps(h, _mm256_setzero_ps()));
+    const __m256 one = _mm256_set1_ps(1.0f);
+    /* min(NaN, 1) is 1 (second operand) and H(1) = 0: a NaN p scores 0 unmasked */
+    __m256 p = _mm256_min_ps(_mm256_div_ps(ctas7_avx2_abs(_mm256_sub_ps(x, b)), _mm256_max_ps(b, one)), one);
+    __m256 q = _mm256_sub_ps(one, p);
+    /* log2 0 comes out finite, so 0 log2 0 = 0 without clamping; both
+     * products are <= 0, so h >= 0 */
+    __m256 h = _mm256_mul_ps(p, ctas7_avx2_log2_d5(p));
+    return _mm256_fnmsub_ps(q, ctas7_avx2_log2_d5(q), h);
 }
 
 CTAS7_AVX2_INLINE __m256 ctas7_avx2_relative(__m256 x, __m256 b)
@@ -397,27 +471,41 @@ static const ctas7_kernel_table ctas7_kernels_avx2 = {
  * AVX-512 F + DQ (16 floats); same algorithms, native masks for the tails
  * ------------------------------------------------------------------------ */
 
-CTAS7_AVX512_INLINE __m512 ctas7_avx512_log2(__m512 x)
+/* As ctas7_avx2_logsplit. */
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_logsplit(__m512 x, __m512 *f)
 {
-    /* x = 2^e (1 + f), 1 + f in [sqrt(1/2), sqrt(2)): offsetting the bits by
-     * those of sqrt(1/2) picks e without a compare */
     const __m512i off = _mm512_set1_epi32(0x3F3504F3);
     __m512i tmp = _mm512_sub_epi32(_mm512_castps_si512(x), off);
-    __m512i ei = _mm512_srai_epi32(tmp, 23);
     __m512i mbits = _mm512_add_epi32(_mm512_and_si512(tmp, _mm512_set1_epi32(0x007FFFFF)), off);
-    __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(mbits), _mm512_set1_ps(1.0f));
-    __m512 z = _mm512_mul_ps(f, f);
-    __m512 y = _mm512_set1_ps(7.0376836292E-2f);
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.1514610310E-1f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.1676998740E-1f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.2420140846E-1f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.4249322787E-1f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.6668057665E-1f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.0000714765E-1f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-2.4999993993E-1f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(3.3333331174E-1f));
-    y = _mm512_fmadd_ps(z, _mm512_fmsub_ps(y, f, _mm512_set1_ps(0.5f)), f); /* ln(1 + f) */
-    return _mm512_fmadd_ps(y, _mm512_set1_ps(CTAS7_LOG2E), _mm512_cvtepi32_ps(ei));
+    *f = _mm512_sub_ps(_mm512_castsi512_ps(mbits), _mm512_set1_ps(1.0f));
+    return _mm512_cvtepi32_ps(_mm512_srai_epi32(tmp, 23));
+}
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_log2(__m512 x)
+{
+    __m512 f;
+    __m512 e = ctas7_avx512_logsplit(x, &f);
+    __m512 y = _mm512_set1_ps(CTAS7_LOG2D6_C6);
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D6_C5));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D6_C4));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D6_C3));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D6_C2));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D6_C1));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D6_C0));
+    return _mm512_fmadd_ps(y, f, e);
+}
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_log2_d5(__m512 x)
+{
+    __m512 f;
+    __m512 e = ctas7_avx512_logsplit(x, &f);
+    __m512 y = _mm512_set1_ps(CTAS7_LOG2D5_C5);
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D5_C4));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D5_C3));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D5_C2));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D5_C1));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(CTAS7_LOG2D5_C0));
+    return _mm512_fmadd_ps(y, f, e);
 }
 
 CTAS7_AVX512_INLINE __m512 ctas7_avx512_abs(__m512 x)
@@ -430,29 +518,41 @@ CTAS7_AVX512_INLINE __mmask16 ctas7_avx512_tail(ptrdiff_t r)
     return (__mmask16)((1u << r) - 1u);
 }
 
-CTAS7_AVX512_INLINE __m512 ctas7_avx512_surprisal(__m512 x, __m512 mean, __m512 var)
+/* As ctas7_avx2_neglog2_erfc (rcp14 + Newton). */
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_neglog2_erfc(__m512 s)
 {
     const __m512 zero = _mm512_setzero_ps();
-    __m512 ad = ctas7_avx512_abs(_mm512_sub_ps(x, mean));
-    /* max(0, var) keeps a NaN var (second operand) and maps var <= 0 to +-0, so the
-     * degenerate baseline falls out of the division: |d|/0 = inf, 0/0 = NaN -> 0 */
-    __m512 sd = _mm512_sqrt_ps(_mm512_max_ps(zero, var));
-    __m512 s = _mm512_mul_ps(ctas7_avx512_abs(_mm512_div_ps(ad, sd)), _mm512_set1_ps(CTAS7_SQRT1_2));
     __m512 u = _mm512_fmadd_ps(s, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f));
-    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), u);
-    __m512 p = _mm512_set1_ps(CTAS7_ERFC_C9);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C8));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C7));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C6));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C5));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C4));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C3));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C2));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C1));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(CTAS7_ERFC_C0));
-    __m512 r = _mm512_fmadd_ps(_mm512_fmsub_ps(s, s, p), _mm512_set1_ps(CTAS7_LOG2E), ctas7_avx512_log2(u));
+    __m512 uc = _mm512_min_ps(u, _mm512_set1_ps(0x1p64f));
+    __m512 r0 = _mm512_rcp14_ps(uc);
+    __m512 t = _mm512_fmadd_ps(r0, _mm512_fnmadd_ps(uc, r0, _mm512_set1_ps(1.0f)), r0);
+    __m512 q = _mm512_set1_ps(CTAS7_ERFCQ_C6);
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(CTAS7_ERFCQ_C5));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(CTAS7_ERFCQ_C4));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(CTAS7_ERFCQ_C3));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(CTAS7_ERFCQ_C2));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(CTAS7_ERFCQ_C1));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(CTAS7_ERFCQ_C0));
+    __m512 r = _mm512_fmadd_ps(_mm512_fmsub_ps(s, s, q), _mm512_set1_ps(CTAS7_LOG2E), ctas7_avx512_log2(u));
     r = _mm512_max_ps(r, zero); /* a NaN r (second operand rule) becomes 0 too */
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ), r); /* exactly 0 at s == 0 */
+}
+
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_surprisal(__m512 x, __m512 mean, __m512 var)
+{
+    __m512 ad = ctas7_avx512_abs(_mm512_sub_ps(x, mean));
+    __m512 s;
+    if (__builtin_expect(_mm512_cmp_ps_mask(var, _mm512_set1_ps(FLT_MIN), _CMP_LT_OQ) != 0, 0)) {
+        __m512 sd = _mm512_sqrt_ps(_mm512_max_ps(_mm512_setzero_ps(), var));
+        s = _mm512_mul_ps(ctas7_avx512_abs(_mm512_div_ps(ad, sd)), _mm512_set1_ps(CTAS7_SQRT1_2));
+    } else {
+        __m512 y = _mm512_rsqrt14_ps(var);
+        __m512 vyy = _mm512_mul_ps(_mm512_mul_ps(var, y), y);
+        __m512 c = _mm512_fnmadd_ps(vyy, _mm512_set1_ps(0.5f * CTAS7_SQRT1_2),
+                                    _mm512_set1_ps(1.5f * CTAS7_SQRT1_2));
+        s = _mm512_mul_ps(_mm512_mul_ps(ad, y), c);
+    }
+    return ctas7_avx512_neglog2_erfc(s);
 }
 
 CTAS7_TARGET_AVX512 static void ctas7_surprisal_avx512(const float *x, const float *mean,
@@ -479,16 +579,14 @@ CTAS7_AVX512_INLINE __m512 ctas7_avx512_deviation(__m512 x, __m512 b, __mmask16 
     return _mm512_min_ps(p, one);
 }
 
+/* As ctas7_avx2_entropy. */
 CTAS7_AVX512_INLINE __m512 ctas7_avx512_entropy(__m512 x, __m512 b)
 {
-    __mmask16 valid;
-    const __m512 tiny = _mm512_set1_ps(FLT_MIN);
-    __m512 p = ctas7_avx512_deviation(x, b, &valid);
-    __m512 q = _mm512_sub_ps(_mm512_set1_ps(1.0f), p);
-    __m512 h = _mm512_mul_ps(p, ctas7_avx512_log2(_mm512_max_ps(p, tiny)));
-    h = _mm512_fmadd_ps(q, ctas7_avx512_log2(_mm512_max_ps(q, tiny)), h);
-    h = _mm512_sub_ps(_mm512_setzero_ps(), h);
-    return _mm512_maskz_mov_ps(valid, _mm512_max_ps(h, _mm512_setzero_ps()));
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 p = _mm512_min_ps(_mm512_div_ps(ctas7_avx512_abs(_mm512_sub_ps(x, b)), _mm512_max_ps(b, one)), one);
+    __m512 q = _mm512_sub_ps(one, p);
+    __m512 h = _mm512_mul_ps(p, ctas7_avx512_log2_d5(p));
+    return _mm512_fnmsub_ps(q, ctas7_avx512_log2_d5(q), h);
 }
 
 CTAS7_AVX512_INLINE __m512 ctas7_avx512_relative(__m512 x, __m512 b)
