@@ -232,3 +232,41 @@ def test_ctas7_intel_accepts_monte_carlo_best_params_and_rejects_bad_ones(tmp_pa
     assert main(["hft-las-vegas", "--params", str(bad)]) != 0
     err = capsys.readouterr().err
     assert "convergence_threshold" in err and "Traceback" not in err
+
+
+def test_playbook_evidence_is_recomputed_on_the_noisy_stream():
+    # Noise off: the replay's evidence is the clean run's. Noise on: drops,
+    # jitter and injected events change the matches, and the replay's alarms
+    # are those of evaluate_activity with the noisy stream's own evidence.
+    from ctas7.sim import lasvegas as lv
+    from ctas7.sim import montecarlo as mc
+    from ctas7.sim.scenarios import SCENARIOS, bin_activity
+    from ctas7.stages.meter import MeterParams, evaluate_activity
+
+    name = "notpetya_2017"
+    run = SCENARIOS[name].generate(2)
+    geo = dict(tick_ns=run.tick_ns, n_nodes=run.n_nodes, n_ticks=run.n_ticks)
+    clean = mc.pattern_evidence(run.events, mc.playbook(name), run.tick_ns, run.n_nodes, run.n_ticks)
+    same, _ = noisy_replay(run.events, np.random.default_rng(0), drop=(0.0, 0.0), inject=(0.0, 0.0),
+                           jitter_ticks=0.0, **geo)
+    np.testing.assert_array_equal(mc.pattern_evidence(same, mc.playbook(name), run.tick_ns, run.n_nodes,
+                                                      run.n_ticks), clean)
+    noisy, _ = noisy_replay(run.events, np.random.default_rng(1), **geo)
+    ev = mc.pattern_evidence(noisy, mc.playbook(name), run.tick_ns, run.n_nodes, run.n_ticks)
+    assert clean.sum() > 0 and not np.array_equal(ev, clean)
+    p = MeterParams(pattern_bonus=10.0).compile()
+    act = bin_activity(noisy, run.tick_ns, run.n_nodes, run.n_ticks)
+    want = evaluate_activity(act, run.groups, p, evidence=ev)
+    np.testing.assert_array_equal(lv._alarms(noisy, run, p, name), want)
+    np.testing.assert_array_equal(lv._alarms(noisy, run, p), evaluate_activity(act, run.groups, p))
+
+
+def test_las_vegas_playbooks_switch():
+    from ctas7.stages.meter import MeterParams
+
+    p = MeterParams(pattern_bonus=16.0)
+    on = lasvegas.las_vegas(p, runs=3, null_runs=2, scenarios="pandemic_influenza,stuxnet")
+    off = lasvegas.las_vegas(p, runs=3, null_runs=2, scenarios="pandemic_influenza,stuxnet", playbooks=False)
+    assert on["playbooks"] is True and off["playbooks"] is False
+    assert on["overall"]["trials"] == off["overall"]["trials"] == 6
+    assert on["overall"]["successes"] > off["overall"]["successes"]

@@ -94,7 +94,7 @@ def test_summary_agrees_with_the_metrics_module():
                    mc.sample_params(2, 0)):
         tally = metrics.Tally()
         for case in inc + null:
-            tally.add(evaluate_activity(case.activity, case.groups, params), case.truth)
+            tally.add(evaluate_activity(case.activity, case.groups, params, evidence=case.evidence), case.truth)
         ref = tally.report()
         s = mc.summarize(evaluate_cases(inc, null, params))
         assert (s["incidents"], s["detected"]) == (ref.n_incidents, ref.n_detected)
@@ -382,3 +382,104 @@ def test_search_score_weighs_false_alarms():
     s = {"detection_rate": 0.9, "run_false_alarm_rate": 0.1}
     assert mc.search_score(s) == pytest.approx(0.9 - mc.FA_WEIGHT * 0.1)
     assert mc.FA_WEIGHT > 1
+
+
+# ---------------------------------------------------------------------------
+# Scenario playbooks: TETH pattern evidence beside the activity
+# ---------------------------------------------------------------------------
+
+
+def test_playbooks_come_from_the_indicator_sequences():
+    from ctas7.sim.scenarios import KINDS, SCENARIOS
+    from ctas7.stages.teth import accepts, compile_pattern
+
+    kinds = mc.playbook_kinds()
+    for name, sc in SCENARIOS.items():
+        texts = mc.playbook(name)
+        seqs = [s for s in sc.indicator_sequences if len(s) >= 2]
+        assert len(texts) == len(set(texts)) and (texts or not seqs), name
+        for spec in sc.incidents:
+            seq = tuple(spec.indicators)
+            if len(seq) < 2:
+                continue
+            full = compile_pattern(f"{' ~> '.join(seq)} within {(spec.lead[1] + 1) * sc.tick_ns}ns", kinds)
+            assert any(compile_pattern(t, kinds) == full for t in texts), name
+            codes = [KINDS[k] for k in seq]
+            noise = [KINDS["report"], KINDS["netflow"]]
+            assert accepts(full, codes) and accepts(full, [x for c in codes for x in (c, *noise)])
+            # A near miss carries the sequence minus its last step: no rule completes.
+            for t in texts:
+                assert not accepts(compile_pattern(t, kinds), codes[:-1]), (name, t)
+            assert full.within_ns == (spec.lead[1] + 1) * sc.tick_ns
+
+
+@pytest.mark.parametrize("name", ["cyber_attack", "madrid_2004", "stuxnet"])
+def test_pattern_evidence_bins_the_teth_matches(name):
+    from ctas7.sim.scenarios import SCENARIOS
+    from ctas7.stages.teth import reference_match
+
+    run = SCENARIOS[name].generate(3)
+    pats = mc.playbook(name)
+    ev = mc.pattern_evidence(run.events, pats, run.tick_ns, run.n_nodes, run.n_ticks)
+    ref, _ = reference_match(run.events, pats, kinds=mc.playbook_kinds())
+    want = np.zeros_like(ev)
+    np.add.at(want, (ref["ts"] // run.tick_ns, ref["node"].astype(np.int64)), 1)
+    assert ev.dtype == np.uint32 and ev.shape == run.activity.shape
+    np.testing.assert_array_equal(ev, want)
+    # The incidents' involved nodes complete their chain at the last step (onset):
+    inc = run.incidents[0]
+    near = ev[max(0, inc.onset - 1) : inc.onset + 2][:, list(inc.nodes)].sum()
+    assert near >= 1
+
+
+def test_cases_carry_evidence_and_incident_runs_have_more_of_it():
+    spec = mc.SearchSpec(4, mc.select_scenarios(41), search_null_runs=41)
+    inc, null = mc.build_cases(spec, "search")
+    on_inc = sum(int(c.evidence.sum()) for c in inc if c.evidence is not None)
+    on_null = sum(int(c.evidence.sum()) for c in null if c.evidence is not None)
+    # Null runs keep the decoys and the background, so they have matches too;
+    # the incidents add theirs, on their own nodes, at their onset.
+    assert on_inc > 1.5 * on_null > 0
+    at_onset = 0
+    for c in inc:
+        for i in (c.truth.incidents if c.evidence is not None else ()):
+            at_onset += c.evidence[max(0, i.onset - 1) : i.onset + 2][:, list(i.nodes)].sum() > 0
+    assert at_onset >= 30
+    off = mc.SearchSpec(4, mc.select_scenarios(41), search_null_runs=41, playbooks=False)
+    inc_off, _ = mc.build_cases(off, "search")
+    assert all(c.evidence is None for c in inc_off)
+    assert all(np.array_equal(a.activity, b.activity) for a, b in zip(inc, inc_off))
+
+
+def test_evaluate_cases_passes_the_evidence():
+    from ctas7.stages.meter import MeterParams, evaluate_activity
+
+    seen = []
+
+    def fake(activity, groups, params, evidence=None):
+        seen.append(None if evidence is None else int(evidence.sum()))
+        return np.array([], np.int64)
+
+    a, b = _case([(20, 30)]), _case([])
+    a.evidence = np.ones(a.activity.shape, np.uint32)
+    evaluate_cases([a], [b], params=None, evaluate=fake)
+    assert seen == [a.activity.size, None]
+    # And the real evaluator: the counts are those of evaluate_activity(..., evidence=).
+    spec = mc.SearchSpec(0, mc.select_scenarios(41), search_null_runs=4)
+    inc, null = mc.build_cases(spec, "search")
+    p = MeterParams(pattern_bonus=12.0)
+    hits = sum(
+        len(evaluate_activity(c.activity, c.groups, p, evidence=c.evidence)) > 0 for c in null
+    )
+    assert evaluate_cases([], null, p).null_alarm_runs == hits
+    assert evaluate_cases(inc, [], p).detected > evaluate_cases(inc, [], p.replace(pattern_bonus=0.0)).detected
+
+
+def test_resume_rejects_a_search_with_other_playbooks(tmp_path, capsys):
+    out = tmp_path / "mc"
+    assert _run(["--runs", "2", *SMALL, "--out", str(out), "--parallel", "false", "--refine-rounds", "0",
+                 "--json", "--stop-after-chunks", "1", "--chunk-size", "1"]) == 3
+    capsys.readouterr()
+    assert _run(["--runs", "2", *SMALL, "--out", str(out), "--parallel", "false", "--refine-rounds", "0",
+                 "--json", "--resume", "--no-playbooks"]) == 2
+    assert "playbooks" in capsys.readouterr().err

@@ -14,7 +14,11 @@ independent noise model, re-binned to activity and run through the meter:
   times over the run, and kinds, values and stations drawn from the run's
   own events (so they look like real traffic);
 
-where ``n`` is the original number of events. A replay *succeeds* for an
+where ``n`` is the original number of events. With ``playbooks`` (the
+default) the scenario's TETH playbook (:func:`ctas7.sim.montecarlo.playbook`)
+runs over each *noisy* stream, so drops, jitter and injected events change
+the pattern evidence exactly as they change the activity; the meter gets
+both (``evaluate_activity(..., evidence=...)``). A replay *succeeds* for an
 incident when an alarm falls in ``onset..deadline`` (inclusive); its delay is
 the first such alarm's tick minus the onset. Null replays (the same noise on
 the incident-free run) give the false-alarm figure: the share of null
@@ -175,12 +179,14 @@ def _take(events: np.ndarray, idx: np.ndarray) -> np.ndarray:
 # Per-scenario replays (one task each)
 # ---------------------------------------------------------------------------
 
-def _alarms(events, run, config):
+def _alarms(events, run, config, name=None):
+    from ctas7.sim.montecarlo import _evidence_of
     from ctas7.sim.scenarios import bin_activity
     from ctas7.stages.meter import evaluate_activity
 
     act = bin_activity(events, run.tick_ns, run.n_nodes, run.n_ticks, t0_ns=run.t0_ns)
-    return evaluate_activity(act, run.groups, config)
+    ev = _evidence_of(name, run, events) if name is not None else None
+    return evaluate_activity(act, run.groups, config, evidence=ev)
 
 
 def _first_in(alarms: np.ndarray, onset: int, deadline: int):
@@ -191,9 +197,11 @@ def _first_in(alarms: np.ndarray, onset: int, deadline: int):
 
 
 def replay_scenario(name: str, params_dict: dict, runs: int, null_runs: int, seed: int, k: int,
-                    jitter_ticks: float = JITTER_TICKS) -> dict:
+                    jitter_ticks: float = JITTER_TICKS, playbooks: bool = True) -> dict:
     """``runs`` noisy replays of scenario ``name``'s incident run and
-    ``null_runs`` of its null run, with parameters ``params_dict``.
+    ``null_runs`` of its null run, with parameters ``params_dict`` (and the
+    scenario playbook's evidence, recomputed on every noisy stream, when
+    ``playbooks``).
 
     ``k`` is the scenario's position in the selection; every replay's
     generator is seeded by ``(seed, k, replay)``, so results do not depend on
@@ -208,7 +216,8 @@ def replay_scenario(name: str, params_dict: dict, runs: int, null_runs: int, see
     inc_run = sc.generate(run_seed)
     null_run = sc.generate(run_seed, null=True)
     windows = [(int(i.onset), int(i.deadline)) for i in inc_run.incidents]
-    clean = _alarms(inc_run.events, inc_run, config)
+    pb = name if playbooks else None
+    clean = _alarms(inc_run.events, inc_run, config, pb)
     clean_hits = sum(_first_in(clean, a, b) is not None for a, b in windows)
 
     successes = trials = 0
@@ -219,7 +228,7 @@ def replay_scenario(name: str, params_dict: dict, runs: int, null_runs: int, see
         ev, noise = noisy_replay(inc_run.events, rng, tick_ns=inc_run.tick_ns, n_nodes=inc_run.n_nodes,
                                  n_ticks=inc_run.n_ticks, t0_ns=inc_run.t0_ns, jitter_ticks=jitter_ticks)
         noise_rates.append((noise.drop_rate, noise.inject_rate))
-        alarms = _alarms(ev, inc_run, config)
+        alarms = _alarms(ev, inc_run, config, pb)
         for onset, deadline in windows:
             trials += 1
             hit = _first_in(alarms, onset, deadline)
@@ -233,7 +242,7 @@ def replay_scenario(name: str, params_dict: dict, runs: int, null_runs: int, see
         ev, noise = noisy_replay(null_run.events, rng, tick_ns=null_run.tick_ns, n_nodes=null_run.n_nodes,
                                  n_ticks=null_run.n_ticks, t0_ns=null_run.t0_ns, jitter_ticks=jitter_ticks)
         noise_rates.append((noise.drop_rate, noise.inject_rate))
-        a = _alarms(ev, null_run, config)
+        a = _alarms(ev, null_run, config, pb)
         null_alarms += len(a)
         null_alarm_runs += len(a) > 0
     d = np.asarray(delays_ticks, dtype=np.float64)
@@ -272,7 +281,7 @@ def replay_scenario(name: str, params_dict: dict, runs: int, null_runs: int, see
 
 def las_vegas(params, *, runs: int = 100, null_runs: int | None = None, scenarios=41, seed: int = 0,
               cores: int = 1, scheduler: str | None = None, progress: bool = False,
-              jitter_ticks: float = JITTER_TICKS, connect_timeout: float = 5.0) -> dict:
+              jitter_ticks: float = JITTER_TICKS, connect_timeout: float = 5.0, playbooks: bool = True) -> dict:
     """Noisy replays of every selected scenario with ``params``.
 
     Parameters
@@ -289,6 +298,9 @@ def las_vegas(params, *, runs: int = 100, null_runs: int | None = None, scenario
         Seeds the runs and every replay's noise.
     cores, scheduler :
         As for :func:`ctas7.sim.montecarlo.monte_carlo`.
+    playbooks : bool
+        Give the meter the scenario playbooks' TETH evidence, recomputed on
+        every noisy stream (False: activity only).
 
     Returns
     -------
@@ -321,7 +333,7 @@ def las_vegas(params, *, runs: int = 100, null_runs: int | None = None, scenario
     per: list = [None] * len(names)
     with Executor(cores, scheduler, connect_timeout=connect_timeout) as ex, \
             progress_bar(progress, len(names), "Las Vegas replays", unit="scenarios") as advance:
-        tasks = [(n, pd, runs, null_runs, seed, k, jitter_ticks) for k, n in enumerate(names)]
+        tasks = [(n, pd, runs, null_runs, seed, k, jitter_ticks, bool(playbooks)) for k, n in enumerate(names)]
         for i, res in ex.submit_all(replay_scenario, tasks):
             per[i] = res
             advance(1)
@@ -342,7 +354,7 @@ def las_vegas(params, *, runs: int = 100, null_runs: int | None = None, scenario
         "delay_p90_s": float(np.percentile(delays_s, 90)) if delays_s.size else float("nan"),
     }
     return {
-        "runs": runs, "null_runs": null_runs, "seed": seed, "executor": kind,
+        "runs": runs, "null_runs": null_runs, "seed": seed, "executor": kind, "playbooks": bool(playbooks),
         "noise": {"drop_range": list(DROP_RANGE), "inject_range": list(INJECT_RANGE),
                   "jitter": f"Gaussian, sigma = {jitter_ticks:g} tick, clipped to the run, re-sorted"},
         "params": pd, "seconds": time.perf_counter() - t0, "scenarios": per, "overall": overall,
@@ -367,6 +379,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on a Dask scheduler")
     parser.add_argument("--jitter-ticks", type=float, default=JITTER_TICKS,
                         help=f"sigma of the Gaussian time jitter in ticks (default {JITTER_TICKS})")
+    parser.add_argument("--no-playbooks", dest="playbooks", action="store_false",
+                        help="score activity only (no TETH pattern evidence from the scenario playbooks)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -417,7 +431,8 @@ def run(args) -> int:
         cores = resolve_cores(args.cores, args.parallel, say)
         rep = las_vegas(params, runs=args.runs, null_runs=args.null_runs, scenarios=args.scenarios,
                         seed=args.seed, cores=cores, scheduler=args.scheduler,
-                        progress=not args.json and sys.stderr.isatty(), jitter_ticks=args.jitter_ticks)
+                        progress=not args.json and sys.stderr.isatty(), jitter_ticks=args.jitter_ticks,
+                        playbooks=args.playbooks)
     except (ValueError, ConnectionError, RuntimeError, OSError) as exc:
         print(f"ctas7-intel hft-las-vegas: error: {exc}", file=sys.stderr)
         return 2

@@ -31,8 +31,34 @@ Wilson 95% bounds needs hundreds of runs, far too many per search point:
    false-alarm upper bound is reported, and the summary says plainly that
    the targets were not met.
 
-Every worker precomputes its scenarios' activity matrices once, so a run is
-only ``evaluate_activity`` calls (Cython) plus a little arithmetic. Work goes
+Pattern evidence
+----------------
+The meter scores activity *and* TETH pattern matches (DESIGN 4.1: matches
+raise the evidence of their node; ``pattern_bonus`` bits per match in the
+window, see :mod:`ctas7.stages.meter`). Each scenario gets a *playbook*
+(:func:`playbook`): the CEP rules an analyst would write for its known
+TTPs, taken from the scenario's own indicator sequences
+(``Scenario.indicator_sequences``). For every sequence of two or more steps
+it holds the whole chain, ``s1 ~> s2 ~> ... ~> sm within L``, and, for
+three or more steps, its final stage ``s(m-1) ~> sm within L2`` (relaxed
+contiguity: other events may come between steps). ``L`` is the longest lead
+of the incident recipe plus one tick (event time), ``L2`` the longest
+spacing of two consecutive steps, ``ceil(lead / (m - 1))``, plus one tick.
+Indicators are emitted per node (each involved node emits each step with
+probability 1/2), so the rules are matched per node (``Teth(key="node")``).
+Decoys (near misses) carry the sequence *minus its last step*, so they
+never complete a rule except by chance with background events, which carry
+indicator kinds at a low rate too; null runs measure that. One-step
+sequences are left out: a single kind is a keyword alert, not a temporal
+pattern, and its background rate makes it poor evidence.
+:func:`pattern_evidence` runs the playbook once over a run's events and
+bins the matches by tick into a ``(ticks, nodes)`` count matrix, which
+:class:`Case` carries beside the activity (``SearchSpec(playbooks=False)``,
+``--no-playbooks``: activity only, as before).
+
+Every worker precomputes its scenarios' activity and evidence matrices
+once, so a run is only ``evaluate_activity`` calls (Cython) plus a little
+arithmetic. Work goes
 to local processes by default, or to a Dask cluster given a scheduler
 address. Results are appended to ``results.csv`` chunk by chunk; ``resume``
 continues an interrupted search from that file.
@@ -79,6 +105,9 @@ __all__ = [
     "parse_bool",
     "resolve_cores",
     "select_scenarios",
+    "playbook",
+    "playbook_kinds",
+    "pattern_evidence",
     "add_arguments",
     "run",
 ]
@@ -168,6 +197,7 @@ class SearchSpec:
     val_seeds: int = 8
     val_null_per_scenario: int = 8
     node_params: int = 0
+    playbooks: bool = True
 
     def params(self, run_id: int):
         """Run ``run_id``'s parameters."""
@@ -179,7 +209,8 @@ class Case:
     """One precomputed run of one scenario, ready for ``evaluate_activity``.
 
     ``windows`` holds ``(onset, deadline)`` tick pairs (inclusive), one per
-    incident; it is empty for a null run.
+    incident; it is empty for a null run. ``evidence`` holds the playbook's
+    matches per (tick, node) as uint32 (None: no evidence, or no match).
     """
 
     scenario: str
@@ -188,6 +219,7 @@ class Case:
     windows: np.ndarray
     tick_ns: int
     truth: object = None
+    evidence: np.ndarray | None = None
 
     @property
     def node_hours(self) -> float:
@@ -230,16 +262,116 @@ def incident_windows(run) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
 
 
-def case_from_run(name: str, run) -> Case:
-    """A :class:`Case` from a generated ``ScenarioRun``."""
-    act = np.ascontiguousarray(run.activity, dtype=np.float32)
-    return Case(name, act, np.ascontiguousarray(run.groups), incident_windows(run), int(run.tick_ns), run.truth)
+_PLAYBOOK_KINDS = None
 
 
-def _generate(name: str, seed: int, null: bool) -> Case:
+def playbook_kinds():
+    """The ``KindTable`` of the scenario vocabulary (``scenarios.KIND_NAMES``:
+    a kind's code is its index), for compiling playbooks."""
+    global _PLAYBOOK_KINDS
+    if _PLAYBOOK_KINDS is None:
+        from ctas7.sim.scenarios import KIND_NAMES
+        from ctas7.stages.teth import KindRule, KindTable
+
+        _PLAYBOOK_KINDS = KindTable(tuple(KindRule(i, n) for i, n in enumerate(KIND_NAMES)), default=0)
+    return _PLAYBOOK_KINDS
+
+
+def playbook(name: str) -> tuple[str, ...]:
+    """Scenario ``name``'s playbook: TETH pattern texts from its indicator
+    sequences (see the module docstring), duplicates removed, in order.
+
+    Examples
+    --------
+    >>> playbook("wannacry_2017")
+    ('smb_scan ~> smb_exploit ~> ransom_note within 1260000000000ns', 'smb_exploit ~> ransom_note within 660000000000ns')
+    """
     from ctas7.sim.scenarios import SCENARIOS
 
-    return case_from_run(name, SCENARIOS[name].generate(seed, null=null))
+    sc = SCENARIOS[name]
+    out = []
+    for spec in sc.incidents:
+        seq = tuple(spec.indicators)
+        m = len(seq)
+        if m < 2:
+            continue
+        lead = int(spec.lead[1])
+        out.append(f"{' ~> '.join(seq)} within {(lead + 1) * sc.tick_ns}ns")
+        if m > 2:
+            out.append(f"{seq[-2]} ~> {seq[-1]} within {(-(-lead // (m - 1)) + 1) * sc.tick_ns}ns")
+    return tuple(dict.fromkeys(out))
+
+
+_PLAYBOOK_CACHE: dict = {}
+
+
+def _compiled_playbook(name: str) -> tuple:
+    hit = _PLAYBOOK_CACHE.get(name)
+    if hit is None:
+        from ctas7.stages.teth import compile_pattern
+
+        kinds = playbook_kinds()
+        hit = _PLAYBOOK_CACHE[name] = tuple(compile_pattern(p, kinds) for p in playbook(name))
+    return hit
+
+
+def pattern_evidence(events: np.ndarray, patterns, tick_ns: int, n_nodes: int, n_ticks: int, *,
+                     t0_ns: int = 0) -> np.ndarray:
+    """Matches of ``patterns`` per (tick, node) over one run's events.
+
+    A fresh ``Teth(patterns, key="node", beacons=False)`` runs once over
+    ``events`` (time-sorted); each match counts at the tick of the event that
+    completed it, ``(ts - t0_ns) // tick_ns``, and its node (matches outside
+    ``0..n_ticks-1`` or ``0..n_nodes-1`` are dropped, as ``bin_activity``
+    drops events).
+
+    Returns
+    -------
+    numpy.ndarray of uint32, shape (n_ticks, n_nodes)
+
+    Examples
+    --------
+    >>> from ctas7.events import make_events
+    >>> from ctas7.sim.scenarios import KINDS
+    >>> ev = make_events(ts=[5, 15, 25, 35], node=[1, 1, 2, 1],
+    ...                  kind=[KINDS["recon"], KINDS["explosion"], KINDS["recon"], KINDS["explosion"]])
+    >>> pattern_evidence(ev, ["recon ~> explosion"], 10, 3, 4).tolist()
+    [[0, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0]]
+    """
+    from ctas7.stage import Frame
+    from ctas7.stages.teth import Teth, compile_pattern
+
+    kinds = playbook_kinds()
+    pats = [compile_pattern(p, kinds) for p in patterns]
+    out = np.zeros((int(n_ticks), int(n_nodes)), dtype=np.uint32)
+    if not pats or events.shape[0] == 0:
+        return out
+    m = Teth(patterns=pats, key="node", beacons=False).process(Frame(events)).matches
+    t = (m["ts"] - np.int64(t0_ns)) // np.int64(tick_ns)
+    node = m["node"].astype(np.int64)
+    keep = (t >= 0) & (t < n_ticks) & (node < n_nodes)
+    np.add.at(out, (t[keep], node[keep]), 1)
+    return out
+
+
+def _evidence_of(name: str, run, events=None) -> np.ndarray | None:
+    ev = pattern_evidence(run.events if events is None else events, _compiled_playbook(name), run.tick_ns,
+                          run.n_nodes, run.n_ticks, t0_ns=run.t0_ns)
+    return ev if ev.any() else None
+
+
+def case_from_run(name: str, run, playbooks: bool = False) -> Case:
+    """A :class:`Case` from a generated ``ScenarioRun`` (with its playbook's
+    evidence when ``playbooks``)."""
+    act = np.ascontiguousarray(run.activity, dtype=np.float32)
+    ev = _evidence_of(name, run) if playbooks else None
+    return Case(name, act, np.ascontiguousarray(run.groups), incident_windows(run), int(run.tick_ns), run.truth, ev)
+
+
+def _generate(name: str, seed: int, null: bool, playbooks: bool = False) -> Case:
+    from ctas7.sim.scenarios import SCENARIOS
+
+    return case_from_run(name, SCENARIOS[name].generate(seed, null=null), playbooks)
 
 
 def build_cases(spec: SearchSpec, part: str = "search", shard: int = 0) -> tuple[list[Case], list[Case]]:
@@ -253,23 +385,25 @@ def build_cases(spec: SearchSpec, part: str = "search", shard: int = 0) -> tuple
     """
     names = spec.scenarios
     if part == "search":
-        inc = [_generate(n, derive_seed(spec.seed, _P_SEARCH_INC, k), False) for k, n in enumerate(names)]
+        pb = spec.playbooks
+        inc = [_generate(n, derive_seed(spec.seed, _P_SEARCH_INC, k), False, pb) for k, n in enumerate(names)]
         # Spread the few null runs evenly over the scenarios, not the first few.
         m = max(spec.search_null_runs, 1)
         null = [
-            _generate(names[(j * len(names)) // m % len(names)], derive_seed(spec.seed, _P_SEARCH_NULL, j), True)
+            _generate(names[(j * len(names)) // m % len(names)], derive_seed(spec.seed, _P_SEARCH_NULL, j), True, pb)
             for j in range(spec.search_null_runs)
         ]
         return inc, null
     if part == "validation":
         if not 0 <= shard < spec.val_seeds:
             raise ValueError(f"validation shard {shard} out of range 0..{spec.val_seeds - 1}")
-        inc = [_generate(n, derive_seed(spec.seed, _P_VAL_INC, shard, k), False) for k, n in enumerate(names)]
+        pb = spec.playbooks
+        inc = [_generate(n, derive_seed(spec.seed, _P_VAL_INC, shard, k), False, pb) for k, n in enumerate(names)]
         # Held-out null j (of val_null_per_scenario * len(names)) is of
         # scenario j % len(names) and lives in shard j % val_seeds.
         total = spec.val_null_per_scenario * len(names)
         null = [
-            _generate(names[j % len(names)], derive_seed(spec.seed, _P_VAL_NULL, j), True)
+            _generate(names[j % len(names)], derive_seed(spec.seed, _P_VAL_NULL, j), True, pb)
             for j in range(shard, total, spec.val_seeds)
         ]
         return inc, null
@@ -280,7 +414,8 @@ _CACHE: dict = {}
 
 
 def _cached_cases(spec: SearchSpec, part: str, shard: int = 0):
-    key = (part, shard, spec.seed, spec.scenarios, spec.search_null_runs, spec.val_seeds, spec.val_null_per_scenario)
+    key = (part, shard, spec.seed, spec.scenarios, spec.search_null_runs, spec.val_seeds, spec.val_null_per_scenario,
+           spec.playbooks)
     hit = _CACHE.get(key)
     if hit is None:
         if len(_CACHE) > 16:
@@ -326,12 +461,19 @@ class Counts:
         return cls(**{**d, "delays_s": list(d["delays_s"])})
 
 
+def _alarms_of(evaluate, case: Case, params):
+    if case.evidence is None:
+        return evaluate(case.activity, case.groups, params)
+    return evaluate(case.activity, case.groups, params, evidence=case.evidence)
+
+
 def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None) -> Counts:
     """Run one parameter point over cases and tally detections and alarms.
 
     An incident is detected when an alarm falls in ``onset..deadline``
     (inclusive); its delay is the first such alarm's tick minus the onset.
-    Alarms outside every window of an incident run are spurious.
+    Alarms outside every window of an incident run are spurious. A case's
+    ``evidence`` (if any) is passed on as ``evidence=``.
     """
     if evaluate is None:
         from ctas7.stages.meter import evaluate_activity as evaluate
@@ -339,7 +481,7 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
         params = params.compile()  # once per point, not per case
     c = Counts()
     for case in incident:
-        alarms = np.asarray(evaluate(case.activity, case.groups, params))
+        alarms = np.asarray(_alarms_of(evaluate, case, params))
         c.incident_runs += 1
         c.incidents += case.windows.shape[0]
         if alarms.shape[0] == 0:  # the common case: nothing more to count
@@ -358,7 +500,7 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
         c.spurious_alarms += n_out
         c.spurious_runs += n_out > 0
     for case in null:
-        alarms = evaluate(case.activity, case.groups, params)
+        alarms = _alarms_of(evaluate, case, params)
         c.null_runs += 1
         c.null_alarms += len(alarms)
         c.null_alarm_runs += len(alarms) > 0
@@ -776,7 +918,7 @@ def _meta(spec: SearchSpec) -> dict:
 
     return {
         "seed": spec.seed, "scenarios": list(spec.scenarios), "search_null_runs": spec.search_null_runs,
-        "node_params": spec.node_params, "ctas7": __version__,
+        "node_params": spec.node_params, "playbooks": spec.playbooks, "ctas7": __version__,
     }
 
 
@@ -790,7 +932,8 @@ def _prepare_out(out: Path, spec: SearchSpec, resume: bool, say) -> dict:
         if not meta_path.exists():
             raise ValueError(f"{out} has {RESULTS_FILE} but no {META_FILE}; cannot check it is the same search")
         old = json.loads(meta_path.read_text())
-        for k in ("seed", "scenarios", "search_null_runs", "node_params"):
+        old.setdefault("playbooks", False)  # written before pattern evidence existed
+        for k in ("seed", "scenarios", "search_null_runs", "node_params", "playbooks"):
             if old.get(k) != meta[k]:
                 raise ValueError(f"--resume: {out / META_FILE} has {k}={old.get(k)!r}, this search has {meta[k]!r}")
         columns, rows = read_results(res_path)
@@ -870,6 +1013,7 @@ def monte_carlo(
     refine_rounds: int = 3,
     refine_top: int = 8,
     refine_steps: int = 12,
+    playbooks: bool = True,
 ) -> MonteCarloResult:
     """Seeded random search over the meter's parameters, then validation.
 
@@ -918,6 +1062,9 @@ def monte_carlo(
     refine_rounds, refine_top, refine_steps : int
         Local refinement (phase 1b): rounds, parents per round, and
         perturbations per parent (``refine_rounds=0`` turns it off).
+    playbooks : bool
+        Score TETH pattern evidence of each scenario's playbook along with
+        the activity (see the module docstring); False: activity only.
 
     Returns
     -------
@@ -946,7 +1093,7 @@ def monte_carlo(
 
     node_params = max(SCENARIOS[n].n_nodes for n in names) if per_node_params else 0
     spec = SearchSpec(int(seed), names, int(search_null_runs), int(val_seeds), int(val_null_per_scenario),
-                      node_params)
+                      node_params, bool(playbooks))
     out = Path(out) if out is not None else None
     if resume and out is None:
         raise ValueError("--resume needs --out (the directory holding results.csv)")
@@ -1056,6 +1203,7 @@ def monte_carlo(
         "scenarios": list(names),
         "seed": spec.seed,
         "executor": ex.kind,
+        "playbooks": spec.playbooks,
         "workers": (None if scheduler else cores),
         "scheduler": scheduler,
         "evaluations_search": runs * (len(names) + spec.search_null_runs),
@@ -1125,6 +1273,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local refinement rounds around the best points (default 3; 0: off)")
     parser.add_argument("--refine-top", type=int, default=8, help="parents per refinement round (default 8)")
     parser.add_argument("--refine-steps", type=int, default=12, help="perturbations per parent (default 12)")
+    parser.add_argument("--no-playbooks", dest="playbooks", action="store_false",
+                        help="score activity only (no TETH pattern evidence from the scenario playbooks)")
     parser.add_argument("--chunk-size", type=int, default=None, help="runs per task (default: automatic)")
     parser.add_argument("--connect-timeout", type=float, default=5.0, help="seconds to reach --scheduler")
     parser.add_argument("--stop-after-chunks", type=int, default=None, help=argparse.SUPPRESS)
@@ -1176,6 +1326,7 @@ def run(args) -> int:
             chunk_size=args.chunk_size, progress=progress, stop_after_chunks=args.stop_after_chunks,
             say=say, connect_timeout=args.connect_timeout, per_node_params=args.per_node_params,
             refine_rounds=args.refine_rounds, refine_top=args.refine_top, refine_steps=args.refine_steps,
+            playbooks=args.playbooks,
         )
     except (ValueError, ConnectionError, RuntimeError, OSError) as exc:
         print(f"ctas7-intel hft-monte-carlo: error: {exc}", file=sys.stderr)
