@@ -106,19 +106,26 @@ def plan_workers(threads: int, stations: int, source: str, *, oversubscribe: boo
     """Station ranges per worker and a one-line note on placement.
 
     Synthetic stations are split as evenly as possible over
-    ``min(threads, stations, cores)`` workers (all ``threads`` with
-    ``oversubscribe``): more busy processes than cores only adds context
-    switches. Any other source is one input, read by one worker.
+    ``min(threads, stations, cores - 1)`` workers, at least one (all
+    ``threads`` with ``oversubscribe``): the pipeline loop needs a core of
+    its own, and more busy processes than cores only adds context switches
+    and, across channels, watermark hold-back. One worker writes 5M
+    events/s with room to spare. Any other source is one input, read by
+    one worker.
 
     >>> plan_workers(64, 247, "synthetic", cores=2)[0]
-    [(0, 124), (124, 123)]
+    [(0, 247)]
+    >>> plan_workers(64, 247, "synthetic", cores=4)[0]
+    [(0, 83), (83, 82), (165, 82)]
     """
     if threads < 1 or stations < 1:
         raise ValueError(f"--threads and --ground-stations must be >= 1, got {threads}, {stations}")
     cores = cores or _cores()
     if source != "synthetic" and not source.startswith("synthetic:"):
         return [(0, stations)], f"1 worker reads {source} (one input; --threads {threads} does not split it)"
-    n = min(threads, stations) if oversubscribe else min(threads, stations, cores)
+    # The pipeline loop busy-polls in the parent: it gets a core of its own.
+    usable = max(1, cores - 1)
+    n = min(threads, stations) if oversubscribe else min(threads, stations, usable)
     base, extra = divmod(stations, n)
     ranges, first = [], 0
     for i in range(n):
@@ -126,8 +133,8 @@ def plan_workers(threads: int, stations: int, source: str, *, oversubscribe: boo
         ranges.append((first, k))
         first += k
     if n < threads:
-        note = (f"{n} worker processes (--threads {threads} capped to the {cores} usable cores; "
-                f"stations split {'/'.join(str(k) for _, k in ranges)})")
+        note = (f"{n} worker process{'es' if n > 1 else ''} (--threads {threads} capped to the {cores} usable cores "
+                f"minus one for the pipeline loop; stations split {'/'.join(str(k) for _, k in ranges)})")
     else:
         note = f"{n} worker processes on {cores} cores ({'oversubscribed, ' if n > cores else ''}stations split " \
                f"{'/'.join(str(k) for _, k in ranges[:8])}{'/...' if n > 8 else ''})"
@@ -160,6 +167,24 @@ class Cluster:
         the watermark (half of it): 2**18 is ~26 ms of hold-back at 5M events/s.
     max_lag : float
         Seconds after which a silent channel no longer holds the watermark back.
+    max_hold : float
+        The most (seconds of wall time past an event's intended ingest time)
+        the watermark holds an event back waiting for a slower channel; a
+        channel later than that delivers late events (the meter counts them
+        into its open tick). Bounds what one descheduled worker costs the
+        others' latency, at a price: a worker's stations silent for some
+        ticks and then counted all at once look like a convergence of all of
+        them (measured at 5M/s with two workers on two cores: 1 ms -> 131k
+        late events and convergences of 63 and 187 nodes outside any burst;
+        the default, like the former record cap of ~26 ms at 5M/s, gave none).
+    spin : float
+        Seconds the loop keeps polling the channels after the last record
+        before it sleeps ``idle_sleep`` between polls (a wake-up from a sleep
+        costs tens of µs, more on a loaded machine).
+    heartbeat : float
+        With several paced workers, the longest an idle worker goes without
+        committing (a lone stamp if nothing is due), so the watermark keeps
+        up at low rates.
     """
 
     def __init__(self, *, stations: int = 247, workers=((0, 247),), source: str = "synthetic", rate: float = 1e6,
@@ -167,7 +192,8 @@ class Cluster:
                  burst_every: float = 5.0, burst_len: float = 0.3, sample_events: float = 100.0,
                  dead_letter_dir: str | os.PathLike = ".ctas7-data/dead-letter", channel_capacity: int = 1 << 17,
                  max_batch: int = 1 << 18, worker_batch: int = 8192, chain=None, metrics: bool = True,
-                 idle_sleep: float = 20e-6, max_lag: float = 0.05, config: dict | None = None):
+                 idle_sleep: float = 20e-6, max_lag: float = 0.05, max_hold: float = 0.025, spin: float = 200e-6,
+                 heartbeat: float = 50e-6, config: dict | None = None):
         from ctas7.chain import default_chain
 
         if not rate > 0:
@@ -188,6 +214,13 @@ class Cluster:
         self.worker_batch = int(worker_batch)
         self.idle_sleep = float(idle_sleep)
         self.max_lag = float(max_lag)
+        self.max_hold = float(max_hold)
+        self.spin = float(spin)
+        self.heartbeat = float(heartbeat)
+        for v, what in ((self.max_hold, "max_hold"), (self.spin, "spin"), (self.heartbeat, "heartbeat"),
+                        (self.idle_sleep, "idle_sleep"), (self.max_lag, "max_lag")):
+            if not v >= 0:
+                raise ValueError(f"{what} must be >= 0 seconds, got {v}")
         self.use_metrics = bool(metrics)
         self.config = dict(config or {})
         self.chain = chain if chain is not None else default_chain(params)
@@ -270,6 +303,7 @@ class Cluster:
             incarnation=self.incarnation[i], max_batch=self.worker_batch, burst_period_ns=period,
             burst_len_ns=int(self.burst_len * 1e9) if period else 0, dead_letter=dl, parent_pid=os.getpid(),
             parent_start=_start_time(os.getpid()),
+            heartbeat_ns=int(self.heartbeat * 1e9) if self._watermark else 0,
         )
 
     def _start_worker(self, i: int) -> None:
@@ -434,7 +468,7 @@ class Cluster:
         together, and half the stations "converge" on a scheduling hiccup.
         Returns the records taken from the channels.
         """
-        buf, rings, cap, bounds = self._buf, self.rings, self.max_batch, self._bounds
+        buf, rings, cap, bounds, buf_ts = self._buf, self.rings, self.max_batch, self._bounds, self._buf_ts
         n = carry = self._carry
         w = len(rings)
         runs = 0
@@ -451,7 +485,7 @@ class Cluster:
                 n += got
                 runs += 1
                 bounds[runs] = n
-                last_ts[c] = buf[n - 1]["ts"]
+                last_ts[c] = buf_ts[n - 1]
                 last_wall[c] = now
         if n == 0:
             return 0
@@ -464,7 +498,8 @@ class Cluster:
         if self._watermark and not flush:
             live = [int(t) for t, seen in zip(last_ts, last_wall) if now - seen < self.max_lag]
             if live:
-                wm = min(live)
+                # Never hold an event more than max_hold past its intended ingest time.
+                wm = max(min(live), time.clock_gettime_ns(time.CLOCK_MONOTONIC) - self._max_hold_ns)
                 ts = src["ts"]
                 if ts[n - 1] > wm:
                     cut = int(np.searchsorted(ts[:n], wm, side="right"))
@@ -491,6 +526,7 @@ class Cluster:
 
         self._stamp_kind = KIND_STAMP
         self._buf = empty(self.max_batch)
+        self._buf_ts = self._buf["ts"]
         self._merged = empty(self.max_batch)
         self._merge = merge_runs
         self._bounds = np.zeros(len(self.ranges) + 2, dtype=np.int64)
@@ -498,6 +534,7 @@ class Cluster:
         self._last_ts = np.zeros(len(self.ranges), dtype=np.int64)
         self._last_wall = [0.0] * len(self.ranges)
         self._watermark = self.source == "synthetic" and len(self.ranges) > 1 and self.rate != float("inf")
+        self._max_hold_ns = int(self.max_hold * 1e9)
         self._stamps = np.zeros((4096, 3), dtype=np.int64)
         _, self._geom = histogram_geometry()
         self._control = self._stamp_count = self._batches = self._convergences = self._actions = 0
@@ -543,10 +580,14 @@ class Cluster:
         status = self._i["status"]
         words = self.metrics.words
         self._steady = None
+        spin = self.spin
+        last_data = mono()
         while not self._stop:
             n = self._drain_once(rot)
             rot += 1
             now = mono()
+            if n:
+                last_data = now
             if now >= next_sup:
                 next_sup = now + 0.02
                 self._supervise(restart=True)
@@ -557,7 +598,7 @@ class Cluster:
                     self._publish(now)
                 if end is not None and time.perf_counter() >= end:
                     break
-            if not n:
+            if not n and now - last_data >= spin:
                 sleep(idle)
 
     def _shutdown(self) -> None:
@@ -694,6 +735,10 @@ class Cluster:
         if late:
             # Events whose meter tick had already closed when they arrived (see the watermark).
             summary["meter_late_events"] = sum(late)
+            if sum(late) and self._convergences:
+                summary["warning"] = (f"{sum(late):,} events reached the meter after their tick had closed (a worker "
+                                      f"fell behind by more than --max-hold): convergences of many nodes of one "
+                                      f"worker may be artefacts of it")
         st = getattr(self, "_sink_stats", None)
         if st is not None:
             summary["sink"] = {"url": self.surreal, "submitted": st.submitted, "written": st.written,
@@ -736,6 +781,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-events", type=float, default=100.0, metavar="N",
                    help="events per second stored in SurrealDB (default 100)")
     p.add_argument("--dead-letter-dir", default=".ctas7-data/dead-letter", metavar="DIR")
+    p.add_argument("--max-hold", default="25ms", metavar="T",
+                   help="with several workers, the most an event waits for a slower worker's channel before it "
+                        "passes anyway (default 25ms; shorter: lower latency, but a late worker's stations can look "
+                        "like a convergence)")
     p.add_argument("--monitor", action="store_true",
                    help="show the hft-monitor live view in this process while the cluster runs (on stderr with --json)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
@@ -858,6 +907,7 @@ def run(args) -> int:
         if args.duration is not None and not args.duration > 0:
             raise ValueError(f"--duration must be > 0, got {args.duration}")
         ranges, note = plan_workers(args.threads, args.ground_stations, args.source, oversubscribe=args.oversubscribe)
+        max_hold = parse_duration_ns(getattr(args, "max_hold", "25ms")) / 1e9
         port = getattr(args, "metrics_port", None)
         if port is not None and not 0 <= port <= 65535:
             raise ValueError(f"--metrics-port must lie in [0, 65535], got {port}")
@@ -877,7 +927,7 @@ def run(args) -> int:
     cluster = Cluster(
         stations=args.ground_stations, workers=ranges, source=args.source, rate=rate, params=params, surreal=surreal,
         name=args.metrics_name, seed=args.seed, burst_every=args.burst_every, sample_events=args.sample_events,
-        dead_letter_dir=args.dead_letter_dir,
+        dead_letter_dir=args.dead_letter_dir, max_hold=max_hold,
         config={"latency_target_ns": lat_target, "throughput_target": tput_target, "placement": note},
     )
     attached = _Attached(monitor=getattr(args, "monitor", False), metrics_port=getattr(args, "metrics_port", None),

@@ -83,7 +83,9 @@ def test_original_command_line_parses():
     assert cluster.parse_duration_ns(a.latency_target) == 200_000
     assert cluster.parse_count(a.throughput_target) == 5e6
     ranges, note = cluster.plan_workers(64, 247, "synthetic", cores=2)
-    assert ranges == [(0, 124), (124, 123)] and "capped" in note
+    assert ranges == [(0, 247)] and "capped" in note and "pipeline loop" in note  # a core for the loop
+    assert cluster.plan_workers(64, 247, "synthetic", cores=3)[0] == [(0, 124), (124, 123)]
+    assert cluster.plan_workers(64, 247, "synthetic", cores=1)[0] == [(0, 247)]
     ranges, note = cluster.plan_workers(64, 247, "synthetic", oversubscribe=True, cores=2)
     assert len(ranges) == 64 and sum(k for _, k in ranges) == 247 and "oversubscribed" in note
     assert cluster.plan_workers(8, 247, "udp:9999", cores=2)[0] == [(0, 247)]
@@ -110,7 +112,7 @@ def test_bad_arguments_exit_2(tmp_path):
 
 def test_short_run_balances_and_cleans_up(tmp_path):
     name = f"t-short-{os.getpid()}"
-    s = _finish(_start(tmp_path, name, "--duration", "2", "--rate", "100k", "--threads", "2",
+    s = _finish(_start(tmp_path, name, "--duration", "2", "--rate", "100k", "--threads", "2", "--oversubscribe",
                        "--latency-target", "50ms", "--throughput-target", "1k"))
     _check_balanced(s)
     a = s["accounting"]
@@ -119,13 +121,13 @@ def test_short_run_balances_and_cleans_up(tmp_path):
     assert s["latency_us"]["count"] == a["processed"]
     assert set(s["stage_latency_us_per_batch"]) == {"teth", "meter", "axon", "prism"}
     assert s["targets"]["throughput"]["met"] is True
-    assert s["workers"] == min(2, os.cpu_count())
+    assert s["workers"] == 2
     assert _leftovers(name) == []
 
 
 def test_sigterm_drains_and_metrics_are_readable_meanwhile(tmp_path):
     name = f"t-term-{os.getpid()}"
-    proc = _start(tmp_path, name, "--rate", "200k", "--threads", "2")
+    proc = _start(tmp_path, name, "--rate", "200k", "--threads", "2", "--oversubscribe")
     try:
         snap = _wait_for(lambda: (s := _snap(name))["counters"]["processed"] > 20_000 and s)
         assert name in find_running()
@@ -144,7 +146,7 @@ def test_sigterm_drains_and_metrics_are_readable_meanwhile(tmp_path):
 
 def test_sigkill_of_a_worker_restarts_it_and_records_the_gap(tmp_path):
     name = f"t-kill-{os.getpid()}"
-    proc = _start(tmp_path, name, "--rate", "200k", "--threads", "2")
+    proc = _start(tmp_path, name, "--rate", "200k", "--threads", "2", "--oversubscribe")
     try:
         snap = _wait_for(lambda: (s := _snap(name))["counters"]["processed"] > 10_000 and s)
         victim = snap["workers"][0]["pid"]
@@ -372,3 +374,60 @@ def test_monitor_shows_the_live_view_and_stops_with_the_run(tmp_path):
     # The final view is the finished cluster, balanced.
     assert "done" in err and "balanced" in err
     assert _leftovers(name) == []
+
+
+# ---------------------------------------------------------------------------
+# watermark across channels: hold-back bound and heartbeats
+# ---------------------------------------------------------------------------
+
+
+def _stamped(ts, first_station=0):
+    from ctas7.events import make_events
+    from ctas7.stations.worker import KIND_STAMP
+
+    ts = np.asarray(ts, dtype=np.int64)
+    b = np.concatenate([make_events(ts=ts, node=first_station, station=first_station), make_events(ts=ts[-1:])])
+    b[-1]["kind"], b[-1]["sch"], b[-1]["value"] = KIND_STAMP, ts[0], len(ts)
+    return b
+
+
+@pytest.mark.parametrize("max_hold,passed", [(0.5, 0), (0.002, 100)])
+def test_watermark_holds_back_at_most_max_hold(max_hold, passed):
+    from ctas7.events import monotonic_ns
+    from ctas7.stage import stage
+
+    seen = []
+
+    @stage
+    def count(frame):
+        seen.append(int((frame.events["kind"] < 0xFF00).sum()))
+        return frame
+
+    from ctas7.stage import Pipeline
+
+    c = cluster.Cluster(stations=4, workers=[(0, 2), (2, 2)], rate=1e6, surreal=None, chain=Pipeline([count]),
+                        name=f"t-hold-{os.getpid()}-{passed}", max_hold=max_hold, max_lag=5.0)
+    c._setup()
+    try:
+        now = monotonic_ns()
+        # Channel 1 was heard from just now, but only up to 10 ms ago: it holds the watermark there.
+        assert c.rings[1].put_many(_stamped([now - 10_000_000], 2)) == 2
+        assert c._drain_once(0) == 2
+        # Channel 0's events are 5 ms old: held while max_hold allows, passed once they are older than it.
+        assert c.rings[0].put_many(_stamped(now - 5_000_000 + np.arange(100))) == 101
+        c._drain_once(1)
+        assert sum(seen) == 1 + passed
+        assert c._carry == (0 if passed else 101)
+    finally:
+        c._close_segments()
+
+
+def test_idle_workers_send_heartbeats_so_the_watermark_keeps_up():
+    # 1,000 events/s per worker: without heartbeats, only one control record per event batch.
+    c = cluster.Cluster(stations=8, workers=[(0, 4), (4, 4)], rate=2000, surreal=None, burst_every=0,
+                        name=f"t-beat-{os.getpid()}", heartbeat=100e-6)
+    s = c.run(1.5, handle_signals=False)
+    _check_balanced(s)
+    assert c._control > 3 * s["accounting"]["processed"] > 0
+    assert s["latency_us"]["count"] == s["accounting"]["processed"]
+    assert _leftovers(c.name) == []

@@ -12,7 +12,10 @@ batch's last event and ``sch`` = that of its first (CLOCK_MONOTONIC ns),
 ``value`` = the events before it, ``station`` = worker index, ``seq`` =
 the worker's batch number, ``node`` = its pid. Coming last, it keeps the
 channel's stream sorted by time and reaches the chain no earlier than any
-of its events. For a paced source the
+of its events. With ``heartbeat_ns``, a paced worker with nothing due
+commits a lone stamp (``value`` 0, ``ts`` = now) at least that often: a
+promise that no older event is still to come, which lets the cluster's
+watermark across channels advance past an idle worker. For a paced source the
 intended time of event ``k`` is ``t0 + k / rate``, not the moment it was
 written, so a worker held back by a full channel does not hide the wait
 (no coordinated omission); for other sources it is the time ``poll``
@@ -199,6 +202,7 @@ class WorkerSpec:
     parent_pid: int = 0
     parent_start: int = 0
     idle_sleep: float = 20e-6
+    heartbeat_ns: int = 0
 
 
 def set_timer_slack(ns: int = 1_000) -> bool:
@@ -297,6 +301,24 @@ class _Worker:
         self.batches += 1
         w[self.i_batches] = self.batches
 
+    def heartbeat(self, ts: int) -> bool:
+        """Commit a lone stamp (no events) promising that nothing older than ``ts`` is still to come.
+
+        Lets the cluster's watermark advance past an idle worker. Skipped if
+        the channel is full (the records in it advance the watermark anyway).
+        """
+        view = self.ch.claim(1, timeout=0.0)
+        if not len(view):
+            return False
+        st = self.stamp
+        st["ts"] = ts
+        st["sch"] = ts
+        st["value"] = 0
+        st["seq"] = self.batches & 0xFFFFFFFF
+        view[0:1] = st
+        self.ch.commit(1)
+        return True
+
     def close(self, clean: bool = True) -> None:
         w = self.m.words
         if clean:
@@ -318,16 +340,21 @@ class _Worker:
         self.started()
         paced = sp.rate is not None
         step = 1e9 / sp.rate if paced else 1.0
-        t0 = monotonic_ns()
+        t0 = last_commit = monotonic_ns()
         sent = 0
         max_batch = sp.max_batch
         sleep = time.sleep
+        hb = sp.heartbeat_ns
+        longest = min(1e-3, hb / 1e9) if hb else 1e-3
         while self.running():
             now = monotonic_ns()
             if paced:
                 due = int((now - t0) / step) + 1 - sent
                 if due <= 0:
-                    sleep(max(sp.idle_sleep, min(1e-3, (t0 + sent * step - now) / 1e9)))
+                    # Nothing due before t0 + sent * step > now: say so, so the watermark need not wait for us.
+                    if hb and now - last_commit >= hb and self.heartbeat(now):
+                        last_commit = now
+                    sleep(max(sp.idle_sleep, min(longest, (t0 + sent * step - now) / 1e9)))
                     continue
                 n = min(due, max_batch)
             else:
@@ -344,6 +371,7 @@ class _Worker:
             self.begin(k)
             src.fill(view[:k], first, step)
             self.publish(view, k, first, last)
+            last_commit = now
             sent += k
             if paced and k < max_batch:
                 sleep(sp.idle_sleep)
