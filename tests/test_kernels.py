@@ -218,6 +218,38 @@ def test_surprisal_special_cases(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANT_PARAMS)
+@pytest.mark.parametrize("at", [0, 5, 17, 31])
+def test_surprisal_special_cases_without_degenerate_variance(variant, at):
+    """The SIMD kernels take a rsqrt path when no variance in a vector is below
+    FLT_MIN; the special values must come out the same there."""
+    inf, nan, tiny = np.inf, np.nan, float(np.finfo(np.float32).tiny)
+    cases = [  # (x, mean, var, exact result or None): no var <= 0 or subnormal anywhere
+        (nan, 0, 1, 0.0), (0, nan, 1, 0.0), (0, 0, nan, 0.0), (inf, 0, 1, inf), (-inf, 0, 1, inf),
+        (inf, inf, 1, 0.0), (3, 0, inf, 0.0), (inf, 0, inf, 0.0), (3e38, -3e38, 1, inf),
+        (7, 7, 2, 0.0), (1, 0, tiny, None), (1e-19, 0, tiny, None), (1e19, 0, FLT_MAX, None),
+        (2, 0, FLT_MAX, None), (-3, 0, 1, None),
+    ]
+    n = 32
+    for *case, exact in cases:
+        x = np.full(n, 0.5, np.float32)
+        m = np.zeros(n, np.float32)
+        v = np.ones(n, np.float32)
+        x[at], m[at], v[at] = case
+        got = kernels.surprisal(x, m, v, variant=variant)
+        assert_close(got, kernels.reference.surprisal(x, m, v))
+        if exact is not None:
+            assert got[at] == exact, case
+
+
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+def test_entropy_stays_in_unit_interval_near_the_peak(variant):
+    p = np.linspace(0.49, 0.51, 20001).astype(np.float32)
+    got = kernels.binary_entropy(p, np.zeros_like(p), variant=variant)  # b = 0: p = |x|
+    assert got.max() <= 1.0 and got[np.flatnonzero(p == 0.5)] == 1.0
+    assert_close(got, kernels.reference.binary_entropy(p, np.zeros_like(p)))
+
+
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
 def test_entropy_and_relative_known_values(variant):
     b = f32(4, 4, 4, 4, 4, 0, -3, 0.5, 4, 4, 4, 1, 1)
     x = f32(4, 6, 8, 100, 5, 0.5, -2.5, 1.0, np.inf, -np.inf, np.nan, 1, 1.25)

@@ -359,13 +359,13 @@ CTAS7_TARGET_AVX2 static void ctas7_surprisal_avx2(const float *x, const float *
     }
 }
 
-/* p = min(|x - b| / max(b, 1), 1) and the lanes where it is defined. */
-CTAS7_AVX2_INLINE __m256 ctas7_avx2_deviation(__m256 x, __m256 b, __m256 *valid)
+/* p = min(|x - b| / max(b, 1), 1), 0 where that is NaN. */
+CTAS7_AVX2_INLINE __m256 ctas7_avx2_deviation(__m256 x, __m256 b)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
     __m256 p = _mm256_div_ps(ctas7_avx2_abs(_mm256_sub_ps(x, b)), _mm256_max_ps(b, one));
-    *valid = _mm256_cmp_ps(p, p, _CMP_ORD_Q);
-    return _mm256_min_ps(p, one);
+    /* max(NaN, 0) is 0 (second operand): no compare and mask */
+    return _mm256_min_ps(_mm256_max_ps(p, _mm256_setzero_ps()), one);
 }
 
 CTAS7_AVX2_INLINE __m256 ctas7_avx2_entropy(__m256 x, __m256 b)
@@ -390,9 +390,7 @@ CTAS7_AVX2_INLINE __m256 ctas7_avx2_entropy(__m256 x, __m256 b)
 
 CTAS7_AVX2_INLINE __m256 ctas7_avx2_relative(__m256 x, __m256 b)
 {
-    __m256 valid;
-    __m256 p = ctas7_avx2_deviation(x, b, &valid);
-    return _mm256_and_ps(valid, _mm256_mul_ps(p, _mm256_set1_ps(CTAS7_LOG2E)));
+    return _mm256_mul_ps(ctas7_avx2_deviation(x, b), _mm256_set1_ps(CTAS7_LOG2E));
 }
 
 CTAS7_TARGET_AVX2 static void ctas7_binary_entropy_avx2(const float *x, const float *b,
@@ -584,12 +582,11 @@ CTAS7_TARGET_AVX512 static void ctas7_surprisal_avx512(const float *x, const flo
     }
 }
 
-CTAS7_AVX512_INLINE __m512 ctas7_avx512_deviation(__m512 x, __m512 b, __mmask16 *valid)
+CTAS7_AVX512_INLINE __m512 ctas7_avx512_deviation(__m512 x, __m512 b)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 p = _mm512_div_ps(ctas7_avx512_abs(_mm512_sub_ps(x, b)), _mm512_max_ps(b, one));
-    *valid = _mm512_cmp_ps_mask(p, p, _CMP_ORD_Q);
-    return _mm512_min_ps(p, one);
+    return _mm512_min_ps(_mm512_max_ps(p, _mm512_setzero_ps()), one);
 }
 
 /* As ctas7_avx2_entropy. */
@@ -610,9 +607,7 @@ CTAS7_AVX512_INLINE __m512 ctas7_avx512_entropy(__m512 x, __m512 b)
 
 CTAS7_AVX512_INLINE __m512 ctas7_avx512_relative(__m512 x, __m512 b)
 {
-    __mmask16 valid;
-    __m512 p = ctas7_avx512_deviation(x, b, &valid);
-    return _mm512_maskz_mov_ps(valid, _mm512_mul_ps(p, _mm512_set1_ps(CTAS7_LOG2E)));
+    return _mm512_mul_ps(ctas7_avx512_deviation(x, b), _mm512_set1_ps(CTAS7_LOG2E));
 }
 
 CTAS7_TARGET_AVX512 static void ctas7_binary_entropy_avx512(const float *x, const float *b,
