@@ -286,6 +286,30 @@ def test_surprisal_matches_reference(variant, rows, offset):
     assert_close(out, kernels.reference.surprisal(x, m, v))
 
 
+positive_var = st.one_of(
+    st.floats(float(np.finfo(np.float32).tiny), FLT_MAX, width=32),
+    st.sampled_from([np.inf, np.nan, 1.0]),
+)
+
+
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
+@HYP
+@given(
+    rows=st.lists(
+        st.one_of(
+            st.tuples(any_f32, any_f32, positive_var),
+            surprisal_elem.filter(lambda r: r[2] >= 2.0**-126),
+        ),
+        min_size=8,
+        max_size=40,
+    )
+)
+def test_surprisal_matches_reference_without_degenerate_variance(variant, rows):
+    # every vector takes the rsqrt path (no var <= 0 or subnormal)
+    x, m, v = (np.array([r[i] for r in rows], dtype=np.float32) for i in range(3))
+    assert_close(kernels.surprisal(x, m, v, variant=variant), kernels.reference.surprisal(x, m, v))
+
+
 @pytest.mark.parametrize("variant", VARIANT_PARAMS)
 @pytest.mark.parametrize("kernel", ["binary_entropy", "relative_score"])
 @HYP
