@@ -4,15 +4,21 @@ Layout
 ------
 - **Workers** are processes (started from a ``forkserver``, so a restart
   costs a fork, not an interpreter start). The stations are split across
-  them; each writes into its *own* shared-memory channel (SPSC), created
-  here and attached by the worker (:mod:`ctas7.stations.worker`).
+  them, one worker per core beyond the one the pipeline loop needs (so one
+  worker on two cores: it writes 5M events/s with room to spare); each
+  writes into its *own* shared-memory channel (SPSC), created here and
+  attached by the worker (:mod:`ctas7.stations.worker`).
 - **The pipeline loop runs in this (the parent) process.** It owns the
   channels and the supervision anyway, and on a 2-core machine one more
   process would only add a hop and a context switch. Each turn it takes
   what is in every channel (non-blocking, into one preallocated buffer, up
   to ``max_batch`` records), so batches stay small at low rates and grow
   under load, runs the chain (TETH | Meter | AXON | PRISM by default) and
-  times every stage.
+  times every stage. It keeps polling for ``spin`` (200 µs) after the last
+  record before it sleeps between polls. With several channels, events
+  pass in event-time order up to a watermark (see :meth:`Cluster._drain_once`),
+  held back at most ``max_hold`` (``--max-hold``, 25 ms) for a slow channel;
+  idle workers commit heartbeat stamps so that it keeps up at low rates.
 - **Sinks** (SurrealDB: convergences, AXON decisions, PRISM reports and a
   sample of events) run on the sink's own thread; the loop only enqueues.
 
