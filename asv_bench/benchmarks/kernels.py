@@ -1,8 +1,10 @@
 """Scoring kernels: each kernel x SIMD variant x size, against a numpy peer.
 
 The ``numpy`` implementation is the same math written as vectorised float32
-numpy (for surprisal the same log-erfc fit, numpy having no erfc), so the
-ratio against it measures the compiled kernels, not a different algorithm.
+numpy (for surprisal the scalar kernel's log-erfc fit, numpy having no erfc),
+so the ratio against it measures the compiled kernels, not a different
+formula; the SIMD variants evaluate shorter fits of the same functions,
+sized to the 1e-5 accuracy contract (``ctas7/_core/include/ctas7/kernels.h``).
 Variants this machine cannot run are skipped (``NotImplementedError``).
 
 ``cd asv_bench && python -m benchmarks.kernels`` prints the same comparison

@@ -17,8 +17,9 @@
  *               else +inf.  NaN anywhere, or an undefined s (inf - inf,
  *               inf / inf): 0.  x = +-inf against a finite baseline: +inf.
  *               log erfc uses erfc(s) = t exp(-s^2 + P(t)), t = 1/(1+s/2)
- *               (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7
- *               for every s >= 0), so it never underflows.
+ *               (scalar: Numerical Recipes' Chebyshev fit, relative error
+ *               < 1.2e-7 for every s >= 0; SIMD: a shorter refit, below), so
+ *               it never underflows.
  *   ewma update per element: non-finite x leaves the element untouched;
  *               a = max(alpha, 1/(count+1)); once count >= min_samples and
  *               var > 0, x is clipped to mean +- outlier_sigma*sqrt(var)
@@ -28,9 +29,15 @@
  *               count += 1, saturating at UINT32_MAX.
  *
  * Tails are done with masked loads and stores: no kernel touches memory
- * outside [0, n).  n <= 0 does nothing.  The variants agree with the
- * reference to ~5e-7 (relative, or absolute below 1) but are not
- * bit-identical: the SIMD code uses FMA and its own log2 polynomial.
+ * outside [0, n).  n <= 0 does nothing.
+ *
+ * Accuracy: the contract is 1e-5 relative, or absolute below 1, against the
+ * float64 reference.  The scalar code (libm logf) stays within ~5e-7.  The
+ * SIMD code spends that budget on speed: minimax polynomials only as long as
+ * the contract needs (see the coefficient blocks), rsqrt + one Newton step
+ * for 1/sqrt(var), and FMA throughout; measured worst cases over dense and
+ * random grids are 1.9e-6 (surprisal) and 1.0e-6 (binary entropy), ~5x
+ * inside the contract.  Relative score and EWMA are plain arithmetic.
  */
 #ifndef CTAS7_KERNELS_H
 #define CTAS7_KERNELS_H
