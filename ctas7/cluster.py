@@ -187,6 +187,9 @@ class Cluster:
         Seconds the loop keeps polling the channels after the last record
         before it sleeps ``idle_sleep`` between polls (a wake-up from a sleep
         costs tens of µs, more on a loaded machine).
+    worker_sleep : float
+        What a paced worker sleeps after committing a batch (its commit
+        cadence: events wait in the worker for part of it).
     heartbeat : float
         With several paced workers, the longest an idle worker goes without
         committing (a lone stamp if nothing is due), so the watermark keeps
@@ -199,7 +202,7 @@ class Cluster:
                  dead_letter_dir: str | os.PathLike = ".ctas7-data/dead-letter", channel_capacity: int = 1 << 17,
                  max_batch: int = 1 << 18, worker_batch: int = 8192, chain=None, metrics: bool = True,
                  idle_sleep: float = 20e-6, max_lag: float = 0.05, max_hold: float = 0.025, spin: float = 200e-6,
-                 heartbeat: float = 50e-6, config: dict | None = None):
+                 heartbeat: float = 50e-6, worker_sleep: float = 20e-6, config: dict | None = None):
         from ctas7.chain import default_chain
 
         if not rate > 0:
@@ -223,8 +226,9 @@ class Cluster:
         self.max_hold = float(max_hold)
         self.spin = float(spin)
         self.heartbeat = float(heartbeat)
+        self.worker_sleep = float(worker_sleep)
         for v, what in ((self.max_hold, "max_hold"), (self.spin, "spin"), (self.heartbeat, "heartbeat"),
-                        (self.idle_sleep, "idle_sleep"), (self.max_lag, "max_lag")):
+                        (self.idle_sleep, "idle_sleep"), (self.max_lag, "max_lag"), (self.worker_sleep, "worker_sleep")):
             if not v >= 0:
                 raise ValueError(f"{what} must be >= 0 seconds, got {v}")
         self.use_metrics = bool(metrics)
@@ -309,7 +313,7 @@ class Cluster:
             incarnation=self.incarnation[i], max_batch=self.worker_batch, burst_period_ns=period,
             burst_len_ns=int(self.burst_len * 1e9) if period else 0, dead_letter=dl, parent_pid=os.getpid(),
             parent_start=_start_time(os.getpid()),
-            heartbeat_ns=int(self.heartbeat * 1e9) if self._watermark else 0,
+            heartbeat_ns=int(self.heartbeat * 1e9) if self._watermark else 0, idle_sleep=self.worker_sleep,
         )
 
     def _start_worker(self, i: int) -> None:
@@ -853,6 +857,8 @@ class _Attached:
             raise ValueError(f"--metrics-port must lie in [0, 65535], got {metrics_port}")
         self.monitor, self.metrics_port, self.to_stderr, self.console = monitor, metrics_port, to_stderr, console
         self.refresh = 2.0
+        self.switch_interval = 1e-4
+        self._switch = None
         self.readers: list = []
         self.server = self.thread = self.url = self.error = None
         self._stop = None
@@ -861,6 +867,12 @@ class _Attached:
         import threading
 
         from ctas7.metrics import MetricsReader
+
+        if self.monitor or self.metrics_port is not None:
+            # A redraw or a scrape is ~2-30 ms of Python on another thread; with the default 5 ms switch
+            # interval the loop would wait that long for the GIL each time.
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(self.switch_interval)
 
         if self.metrics_port is not None:
             from ctas7.exporter import serve
@@ -900,6 +912,9 @@ class _Attached:
         for r in self.readers:
             r.close()
         self.readers = []
+        if self._switch is not None:
+            sys.setswitchinterval(self._switch)
+            self._switch = None
 
 
 def run(args) -> int:
