@@ -6,15 +6,7 @@ cdef extern from "ctas7/meter.h" nogil:
     void ctas7_meter_transform(const float* x, float* y, Py_ssize_t n, int anscombe)
 
 
-# One EVENT_DTYPE record (ctas7.events), 32 bytes, naturally aligned.
-cdef packed struct meter_event_t:
-    int64_t ts
-    uint64_t sch
-    uint32_t seq
-    uint32_t node
-    uint16_t station
-    uint16_t kind
-    float value
+from ctas7._core._events cimport event_t as meter_event_t
 
 
 # Scalar parameters, already transformed for the hot loop (z thresholds

@@ -3,15 +3,7 @@
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 
-# One EVENT_DTYPE record (ctas7.events), 32 bytes.
-cdef packed struct metrics_event_t:
-    int64_t ts
-    uint64_t sch
-    uint32_t seq
-    uint32_t node
-    uint16_t station
-    uint16_t kind
-    float value
+from ctas7._core._events cimport event_t as metrics_event_t
 
 
 # HdrHistogram geometry (the counts-array layout of the ``hdrh`` package).

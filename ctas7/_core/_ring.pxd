@@ -23,14 +23,7 @@ cdef extern from "ctas7/atomics.h" nogil:
     void ctas7_futex_wake(uint32_t *addr, int n)
 
 
-cdef packed struct event_t:
-    int64_t ts
-    uint64_t sch
-    uint32_t seq
-    uint32_t node
-    uint16_t station
-    uint16_t kind
-    float value
+from ctas7._core._events cimport event_t
 
 
 # Pointers into the shared buffer plus the process-local caches of the

@@ -8,15 +8,7 @@ cdef extern from "ctas7/slotgraph.h" nogil:
                           int32_t slots, int32_t need_caps, int32_t have_caps)
     int ctas7_sg_popcount64(uint64_t v)
 
-# One EVENT_DTYPE record (ctas7.events), 32 bytes.
-cdef packed struct sg_event_t:
-    int64_t ts
-    uint64_t sch
-    uint32_t seq
-    uint32_t node
-    uint16_t station
-    uint16_t kind
-    float value
+from ctas7._core._events cimport event_t as sg_event_t
 
 
 cdef class StationTable:

@@ -2,15 +2,7 @@
 
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-# Mirrors ctas7.events.EVENT_DTYPE (32 bytes, no padding).
-cdef packed struct ctas7_event_t:
-    int64_t ts
-    uint64_t sch
-    uint32_t seq
-    uint32_t node
-    uint16_t station
-    uint16_t kind
-    float value
+from ctas7._core._events cimport event_t as ctas7_event_t
 
 # Mirrors ctas7.records.MATCH_DTYPE (16 bytes).
 cdef packed struct ctas7_match_t:
