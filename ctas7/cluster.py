@@ -857,6 +857,8 @@ def _render(summary: dict, console) -> None:
     at.add_row("restarts / gaps / lost records", f"{a['restarts']} / {a['gaps']} / {a['lost_records_in_channels']}")
     at.add_row("balanced", "[green]yes[/]" if a["balanced"] else "[red]NO[/]")
     console.print(at)
+    if summary.get("warning"):
+        console.print(f"[yellow]warning:[/] {summary['warning']}")
     for name, tg in summary.get("targets", {}).items():
         mark = "[green]met[/]" if tg["met"] else "[red]missed[/]"
         console.print(f"target {name}: {tg['target']} -> {tg['measured']} {mark}")
