@@ -431,3 +431,15 @@ def test_idle_workers_send_heartbeats_so_the_watermark_keeps_up():
     assert c._control > 3 * s["accounting"]["processed"] > 0
     assert s["latency_us"]["count"] == s["accounting"]["processed"]
     assert _leftovers(c.name) == []
+
+
+def test_a_worker_does_not_livelock_on_the_last_slot_before_the_wrap():
+    # A claim is contiguous: with one slot left before the ring wraps it is one slot long, too short
+    # for an event and its stamp. Handed back unused it came back the same for ever (the worker looped
+    # without producing). A tiny channel wraps thousands of times a second, so it happens at once.
+    c = cluster.Cluster(stations=16, workers=[(0, 16)], rate=200_000, surreal=None, burst_every=0,
+                        name=f"t-wrap-{os.getpid()}", channel_capacity=256)
+    s = c.run(1.5, handle_signals=False)
+    _check_balanced(s)
+    assert s["accounting"]["processed"] > 0.5 * 200_000 * s["steady_s"]
+    assert _leftovers(c.name) == []

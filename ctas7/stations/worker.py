@@ -253,6 +253,8 @@ class _Worker:
         self.stamp["station"] = i
         self.stamp["node"] = self.pid & 0xFFFFFFFF
         self._next_check = 0.0
+        # Time of the latest record committed (no event to come is older): what padding stamps carry.
+        self.last_ts = monotonic_ns()
 
     def running(self) -> bool:
         if self.m.words[self.i_run] >= 2:  # stopping / done
@@ -276,11 +278,26 @@ class _Worker:
     def claim(self, n: int):
         """A claim of 2..n+1 slots (stamp + events); None if the channel stayed full."""
         view = self.ch.claim(n + 1, timeout=0.005)
+        if len(view) == 1:
+            # One slot left before the ring wraps (a claim is contiguous): too small for an event and
+            # its stamp. Given back unused, the next claim would get the same slot, for ever. Pad it
+            # with an empty stamp and claim again from the start of the buffer.
+            self._stamp_into(view, 0, self.last_ts, self.last_ts, 0)
+            self.ch.commit(1)
+            view = self.ch.claim(n + 1, timeout=0.005)
         if len(view) < 2:
             if len(view):
                 self.ch.commit(0)
             return None
         return view
+
+    def _stamp_into(self, view, i: int, first_ns: int, last_ns: int, k: int) -> None:
+        st = self.stamp
+        st["ts"] = last_ns
+        st["sch"] = first_ns
+        st["value"] = k
+        st["seq"] = self.batches & 0xFFFFFFFF
+        view[i : i + 1] = st
 
     def begin(self, k: int) -> None:
         """Note ``k`` events in flight: from here a crash drops them (and counts them as produced)."""
@@ -288,14 +305,10 @@ class _Worker:
 
     def publish(self, view, k: int, first_ns: int, last_ns: int) -> None:
         """Stamp and commit a claim whose slots 0..k-1 hold events (after :meth:`begin`)."""
-        st = self.stamp
-        st["ts"] = last_ns
-        st["sch"] = first_ns
-        st["value"] = k
-        st["seq"] = self.batches & 0xFFFFFFFF
-        view[k : k + 1] = st
+        self._stamp_into(view, k, first_ns, last_ns, k)
         w, m = self.m.words, self.m
         self.ch.commit(k + 1)
+        self.last_ts = last_ns
         self.produced += k
         m.store_atomic(self.i_state, self.produced << self.shift)
         self.batches += 1
@@ -310,13 +323,9 @@ class _Worker:
         view = self.ch.claim(1, timeout=0.0)
         if not len(view):
             return False
-        st = self.stamp
-        st["ts"] = ts
-        st["sch"] = ts
-        st["value"] = 0
-        st["seq"] = self.batches & 0xFFFFFFFF
-        view[0:1] = st
+        self._stamp_into(view, 0, ts, ts, 0)
         self.ch.commit(1)
+        self.last_ts = ts
         return True
 
     def close(self, clean: bool = True) -> None:
