@@ -355,13 +355,15 @@ class MeterParams:
     # min_groups 1, and 0.9 x log2(n_nodes) bits of family correction on
     # 4.9 bits (~9 bits at the scenarios' ~24 nodes, ~12 bits at 247).
     # cusum_variance was 1 there but changed nothing on the held-out set,
-    # so it is off (cheaper). pattern_bonus stays at 1 bit: with the
-    # scenario playbooks' evidence (evaluate_activity evidence=) 4 bits did
-    # better on the scenarios (held-out 235/392 vs 223/392, false alarms
-    # 6/328 both; Las Vegas 2987/4900 vs 2916/4900, null 4/4100 vs 3/4100)
-    # but the default chain's DEFAULT_PATTERNS match ~6% of the demo's
-    # synthetic events, and from 2 bits on those chance matches make
-    # spurious convergences there. The bonus suits rare, specific patterns.
+    # so it is off (cheaper). pattern_bonus is off by default: with the
+    # scenario playbooks' evidence (evaluate_activity evidence=) 1 bit
+    # changed nothing (held-out 223/392 vs 224/392) and 4 bits did better
+    # (235/392, false alarms 6/328 both), but a fixed bonus per match is not
+    # scaled to how often a pattern matches by chance: the default chain's
+    # DEFAULT_PATTERNS match ~6% of uniformly drawn synthetic kinds, and in
+    # hft-cluster at 3M events/s even 1 bit lifted random nodes into
+    # spurious convergences (100 in 1.6 s) and at 5M masked the real burst.
+    # Turn it on for rare, specific patterns.
     tick_ns: int = 1_000_000
     lookback_ticks: float = 128.0
     min_samples: int = 28
@@ -382,7 +384,7 @@ class MeterParams:
     common_mode: str = "none"
     min_groups: int = 1
     family_correction: float = 0.9
-    pattern_bonus: float = 1.0
+    pattern_bonus: float = 0.0
     smoothing: float = 0.461
     detector: str = "both"
     cusum_k: float = 1.46
