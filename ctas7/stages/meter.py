@@ -828,17 +828,25 @@ class Meter(Stage):
         g = self._groups
         groups = [int(g[n]) if n < g.shape[0] else 0 for n in nodes]
         lo, hi = tick - self._p.window_ticks + 1, tick
-        ev_count = 0
-        for _, raw in self._recent:
-            batch = np.frombuffer(raw, dtype=EVENT_DTYPE)
-            t = batch["ts"] // tick_ns
-            sel = (batch["kind"] < KIND_CONTROL_BASE) & (t >= lo) & (t <= hi)
-            ev_count += int(np.isin(batch["node"][sel], nodes).sum())
-        n_match = 0
-        for _, m in self._recent_matches:
-            t = m["ts"] // tick_ns
-            sel = (t >= lo) & (t <= hi)
-            n_match += int(np.isin(m["node"][sel], nodes).sum())
+        # One pass over the retained window (joined once) with a node lookup
+        # table: a membership test per stored batch cost ~9 ms per convergence
+        # at cluster rates, the meter's p99.9.
+        member = np.zeros(int(nodes.max()) + 2, dtype=bool)
+        member[nodes] = True
+        last = member.shape[0] - 1
+
+        def in_window(ts, node):
+            t = ts // tick_ns
+            return (t >= lo) & (t <= hi) & member[np.minimum(node, last)]
+
+        ev_count = n_match = 0
+        if self._recent:
+            batch = np.frombuffer(b"".join(raw for _, raw in self._recent), dtype=EVENT_DTYPE)
+            sel = in_window(batch["ts"], batch["node"]) & (batch["kind"] < KIND_CONTROL_BASE)
+            ev_count = int(np.count_nonzero(sel))
+        if self._recent_matches:
+            m = np.concatenate([m for _, m in self._recent_matches])
+            n_match = int(np.count_nonzero(in_window(m["ts"], m["node"])))
         return Convergence(
             ts=int((tick + 1) * tick_ns),
             tick=int(tick),
