@@ -127,7 +127,7 @@ class Source:
         return ev
 
     def poll(self, max_records: int = 65_536) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement poll(max_records)")
 
     def close(self) -> None:
         self.dead_letter.close()
