@@ -38,11 +38,9 @@ Examples
 
 from __future__ import annotations
 
-import mmap
 import os
 import queue
 import re
-import stat
 import time
 import weakref
 
@@ -50,6 +48,7 @@ import numpy as np
 
 from ctas7._core._ring import ChannelFace, MpmcRing, SharedWords, SpscRing
 from ctas7.events import EVENT_DTYPE, KIND_GAP, monotonic_ns
+from ctas7.shm import create_segment, open_segment
 
 __all__ = [
     "Channel",
@@ -223,16 +222,7 @@ class Channel(ChannelFace):
         dt = EVENT_DTYPE if dtype is None else np.dtype(dtype)
         ring_cls = MpmcRing if multi_producer else SpscRing
         size = _RING_OFF + ring_cls.nbytes(capacity, dt)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.ftruncate(fd, size)
-            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        os.close(fd)
+        mm = create_segment(path, size)
         self = cls.__new__(cls)
         try:
             words = SharedWords(mm)
@@ -283,18 +273,10 @@ class Channel(ChannelFace):
         """
         path = _path(name)
         dt = EVENT_DTYPE if dtype is None else np.dtype(dtype)
-        fd = os.open(path, os.O_RDWR)
         try:
-            st = os.fstat(fd)
-            if st.st_uid != os.geteuid():
-                raise PermissionError(f"{path} belongs to uid {st.st_uid}, not to this user ({os.geteuid()})")
-            if stat.S_IMODE(st.st_mode) & 0o077:
-                raise PermissionError(f"{path} has mode {stat.S_IMODE(st.st_mode):o}; a channel must be 0600")
-            if st.st_size < _RING_OFF + 640:
-                raise ChannelError(f"{path} ({st.st_size} bytes) is not a ctas7 channel")
-            mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        finally:
-            os.close(fd)
+            mm, size = open_segment(path, what="ctas7 channel", min_size=_RING_OFF + 640)
+        except ValueError as exc:
+            raise ChannelError(str(exc)) from None
         try:
             words = SharedWords(mm)
             if words.load(_H_MAGIC) != MAGIC:
@@ -308,7 +290,7 @@ class Channel(ChannelFace):
                 )
             if words.load(_H_UID) != os.geteuid():
                 raise PermissionError(f"{path} was created by uid {words.load(_H_UID)}")
-            if words.load(_H_SIZE) != st.st_size or words.load(_H_RING_OFF) != _RING_OFF:
+            if words.load(_H_SIZE) != size or words.load(_H_RING_OFF) != _RING_OFF:
                 raise ChannelError(f"{path} has a corrupt header (size or ring offset)")
             multi = words.load(_H_KIND) == 2
             ring = (MpmcRing if multi else SpscRing).attach(memoryview(mm)[_RING_OFF:], dt, wait=wait)

@@ -38,15 +38,14 @@ Examples
 from __future__ import annotations
 
 import json
-import mmap
 import os
-import stat
 import time
 
 import numpy as np
 
 from ctas7._core._metrics import record as _hdr_record
 from ctas7.events import monotonic_ns
+from ctas7.shm import create_segment, open_segment
 
 __all__ = ["Metrics", "MetricsReader", "find_running", "sweep", "histogram_geometry", "summarize", "latency_summary",
            "compact_convergence", "METRICS_PREFIX"]
@@ -186,16 +185,7 @@ class Metrics(_Layout):
         off_t = off_h + n_hist * geom[2] * 8
         off_c = off_t + tput_slots * 8
         size = off_c + conv_slots * conv_bytes
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.ftruncate(fd, size)
-            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        os.close(fd)
+        mm = create_segment(path, size)
         self = cls.__new__(cls)
         self._mm, self.name, self.path, self._owner = mm, name, path, True
         w = memoryview(mm).cast("Q")
@@ -319,26 +309,14 @@ class Metrics(_Layout):
 
 def _open(name: str, writable: bool):
     path = _path(name)
-    fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
-    try:
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid():
-            raise PermissionError(f"{path} belongs to uid {st.st_uid}, not to this user ({os.geteuid()})")
-        if stat.S_IMODE(st.st_mode) & 0o077:
-            raise PermissionError(f"{path} has mode {stat.S_IMODE(st.st_mode):o}; a metrics segment must be 0600")
-        if st.st_size < _HEADER_BYTES:
-            raise ValueError(f"{path} ({st.st_size} bytes) is not a ctas7 metrics segment")
-        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, prot)
-    finally:
-        os.close(fd)
+    mm, size = open_segment(path, writable=writable, what="ctas7 metrics segment", min_size=_HEADER_BYTES)
     w = memoryview(mm).cast("Q")
     try:
         if w[_H_MAGIC // 8] != MAGIC:
             raise ValueError(f"{path} is not a ctas7 metrics segment (bad magic)")
         if w[_H_VERSION // 8] != VERSION:
             raise ValueError(f"{path} has layout version {w[_H_VERSION // 8]}; this is version {VERSION}")
-        if w[_H_SIZE // 8] != st.st_size:
+        if w[_H_SIZE // 8] != size:
             raise ValueError(f"{path} has a corrupt header (size)")
     finally:
         w.release()
