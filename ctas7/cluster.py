@@ -65,6 +65,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctas7.replay import alarm_record
+
 __all__ = ["Cluster", "add_arguments", "run", "parse_count", "parse_duration_ns", "plan_workers"]
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -419,8 +421,6 @@ class Cluster:
             self._sample(batch)
 
     def _decisions(self, frame) -> None:
-        from ctas7.replay import alarm_record
-
         self._convergences += len(frame.convergences)
         self._actions += len(frame.responses)
         for r in frame.reports:
