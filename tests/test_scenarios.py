@@ -562,6 +562,50 @@ def test_jsonl_dead_letter(tmp_path):
     assert "object" in bad[3] and "missing" in bad[4] and "unknown" in bad[5] and "integer" in bad[6]
 
 
+def _row_by_row(monkeypatch):
+    monkeypatch.setattr(S, "_read_jsonl_fast", lambda f, max_line_bytes: None)
+
+
+def test_jsonl_fast_path_matches_row_by_row(tmp_path, monkeypatch):
+    run = S.get("madrid_2004").generate(seed=3)
+    p = tmp_path / "e.jsonl"
+    S.write_events(p, run.events)
+    with open(p, "ab") as f:  # edge values the fast path must carry exactly
+        f.write(b'{"ts": -9223372036854775808, "node": 4294967295, "kind": 0, "sch": 18446744073709551615}\r\n')
+        f.write(b'{"ts": 5, "node": 0, "kind": 65535, "value": 3, "station": 65535, "seq": 4294967295}\n')
+    fast, n_fast = S.read_events(p)
+    _row_by_row(monkeypatch)
+    slow, n_slow = S.read_events(p)
+    assert n_fast == n_slow == 0 and fast.tobytes() == slow.tobytes()
+    assert fast.shape[0] == run.events.shape[0] + 2 and fast[: run.events.shape[0]].tobytes() == run.events.tobytes()
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # two objects on one line and one object split over the next two:
+        # joined with commas they would parse as three good records
+        ['{"ts": 1, "node": 0, "kind": 1},{"ts": 2, "node": 0, "kind": 1}', '{"ts": 3, "node": 0', '"kind": 1}'],
+        ['{"ts": 1, "node": 0, "kind": 1}', '{"ts": 99999999999999999999, "node": 0, "kind": 1}'],
+        ['{"ts": 1, "node": 0, "kind": 1}', '{"ts": 2, "node": 0, "kind": 1, "station": 70000}'],
+        ['{"ts": 1, "node": 0, "kind": 1}', '{"ts": 2, "node": 0, "kind": 1, "value": 1e39}'],
+        ['{"ts": 1, "node": 0, "kind": 1}', '{"ts": 2, "node": 0, "kind": 1, "sch": -1}'],
+        ['{"ts": 1, "node": 0, "kind": 1}', '{"ts": 2, "node": 0, "kind": false}'],
+        ['{"ts": 1, "node": 0, "kind": 1}', '   ', '{"ts": 2, "node": 0, "kind": 1}'],
+    ],
+)
+def test_jsonl_fast_path_falls_back_on_anything_odd(tmp_path, monkeypatch, lines):
+    p = tmp_path / "odd.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    fast, n_fast = S.read_events(p, dead_letter=tmp_path / "a.jsonl")
+    _row_by_row(monkeypatch)
+    slow, n_slow = S.read_events(p, dead_letter=tmp_path / "b.jsonl")
+    assert (n_fast, fast.tobytes()) == (n_slow, slow.tobytes())
+    dead = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    assert [d.read_text() if d.exists() else "" for d in dead] == [dead[1].read_text() if n_slow else ""] * 2
+    assert n_fast == len([x for x in lines if x.strip()]) - fast.shape[0]
+
+
 def test_npy_checks(tmp_path):
     p = tmp_path / "x.npy"
     np.save(p, np.zeros(3, np.float64))

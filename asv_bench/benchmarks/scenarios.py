@@ -70,3 +70,47 @@ class BinActivity:
 
     def time_bin_activity_add_at(self, name):
         _add_at(*self.args)
+
+
+
+def _write_event_files():
+    import tempfile
+
+    run = S.get("madrid_2004").generate(SEED % 100_000)
+    d = tempfile.mkdtemp(prefix="ctas7-asv-read-")
+    paths = {fmt: f"{d}/events.{fmt}" for fmt in ("csv", "jsonl", "npy")}
+    for path in paths.values():
+        S.write_events(path, run.events)
+    return paths
+
+
+class ReadEvents:
+    """Reading a replay event file (one madrid_2004 run, ~14k events)."""
+
+    params = ["csv", "jsonl", "npy"]
+    param_names = ["format"]
+
+    def setup_cache(self):
+        return _write_event_files()
+
+    def time_read(self, paths, fmt):
+        S.read_events(paths[fmt])
+
+
+class ReadJsonl:
+    """JSONL through the whole-file fast path against the row-by-row reader
+    (what every JSONL file cost before), in the same run."""
+
+    def setup_cache(self):
+        return _write_event_files()["jsonl"]
+
+    def time_fast_path(self, path):
+        S.read_events(path)
+
+    def time_row_by_row(self, path):
+        fast = S._read_jsonl_fast
+        S._read_jsonl_fast = lambda f, max_line_bytes: None
+        try:
+            S.read_events(path)
+        finally:
+            S._read_jsonl_fast = fast
