@@ -434,6 +434,53 @@ def test_score_series_matches_reference():
     assert score_series(np.zeros(0, np.float32), p).shape == (0,)
 
 
+@pytest.mark.parametrize("kw", [
+    {},  # the defaults: Anscombe, smoothing, CUSUM "both"
+    dict(detector="cusum", cusum_offset=0.0, score_threshold=30.0),
+    dict(detector="both", cusum_variance=1, cusum_k=0.5, transform="none", poisson_floor=0.0, var_floor=1e-2),
+    dict(detector="surprisal", smoothing=0.2, node_thresholds={0: 12.0}),
+    dict(detector="both", node_thresholds={0: 40.0}, lookback_ticks=8.0, outlier_sigma=0.5),
+])
+def test_score_series_matches_reference_all_detectors(kw):
+    rng = np.random.default_rng(len(kw))
+    x = rng.poisson(20.0, 700).astype(np.float32)
+    x[300:420] += 12.0           # a step
+    x[500:] *= rng.uniform(0.2, 3.0, 200).astype(np.float32)  # variance change
+    x[[40, 41, 600]] = [np.nan, np.inf, -np.inf]
+    x[450] = 1e7
+    p = MeterParams(min_samples=20, **kw)
+    s = score_series(x, p)
+    ref = reference_score_series(x, p)
+    np.testing.assert_allclose(s, ref, rtol=1e-5, atol=1e-5)
+    assert np.all(s[:20] == 0) and np.all(s >= 0) and not np.isnan(s).any()
+    if p.detector != "surprisal":
+        assert (s > 0).any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=0, max_size=300),
+       st.sampled_from(["surprisal", "cusum", "both"]), st.floats(0.05, 1.0), st.sampled_from(["none", "anscombe"]))
+def test_score_series_property(values, detector, smoothing, transform):
+    x = np.array(values, dtype=np.float32)
+    p = MeterParams(min_samples=5, lookback_ticks=16.0, detector=detector, smoothing=smoothing, transform=transform,
+                    poisson_floor=0.0, var_floor=1e-3, cusum_offset=0.0)
+    np.testing.assert_allclose(score_series(x, p), reference_score_series(x, p), rtol=1e-5, atol=1e-4)
+
+
+def test_score_series_is_the_meters_hot_test():
+    # A one-node meter is raw-hot exactly where score_series reaches the node's threshold.
+    rng = np.random.default_rng(5)
+    x = rng.poisson(30.0, 600).astype(np.float32)
+    x[350:] += 25.0
+    for det in ("surprisal", "cusum", "both"):
+        p = MeterParams(min_samples=20, detector=det, family_correction=0.0, score_threshold=9.0)
+        tr = reference_evaluate(x.reshape(-1, 1), None, p)
+        s = score_series(x, p)
+        margin = np.abs(s - 9.0) > 1e-3  # away from the boundary (float32 scores)
+        np.testing.assert_array_equal((s >= 9.0)[margin], tr.raw_hot[:, 0][margin])
+        assert tr.raw_hot[:, 0].any()
+
+
 # ---------------------------------------------------------------------------
 # Streaming stage
 # ---------------------------------------------------------------------------

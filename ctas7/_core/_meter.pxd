@@ -5,6 +5,32 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, 
 cdef extern from "ctas7/meter.h" nogil:
     void ctas7_meter_transform(const float* x, float* y, Py_ssize_t n, int anscombe)
 
+    ctypedef struct ctas7_meter_series_cfg:
+        float alpha
+        float outlier_sigma
+        uint32_t min_samples
+        int transform
+        double var_floor
+        double poisson_floor
+        double smoothing
+        double smooth_norm
+        int detector
+        int cusum_variance
+        double cusum_k
+        double cusum_cap
+
+    ctypedef struct ctas7_meter_series_state:
+        float mean
+        float var
+        uint32_t count
+        float zsm
+        float cup
+        float cdn
+        float cvr
+
+    void ctas7_meter_series(const float* y, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
+                            ctas7_meter_series_state* st, float* z, float* s)
+
 
 from ctas7._core._events cimport event_t as meter_event_t
 
@@ -41,6 +67,7 @@ ctypedef struct meter_cfg_t:
     double cusum_offset       # bits added to a node's threshold for its CUSUM
     int cusum_variance        # 1: also a CUSUM of the squared residual (variance up)
     double cusum_h            # CUSUM decision interval of score_threshold + cusum_offset bits
+    double cusum_h0           # CUSUM value whose score is cusum_offset bits (score_series: score >= 0)
 
 # Sparse per-node overrides, densified whenever the node arrays grow.
 ctypedef struct meter_over_t:

@@ -802,6 +802,7 @@ cdef class MeterConfig:
         self.cfg.cusum_k = cusum_k
         self.cfg.cusum_offset = cusum_offset
         self.cfg.cusum_h = cusum_h_of_bits(score_threshold + cusum_offset, cusum_k) if detector else INFINITY
+        self.cfg.cusum_h0 = cusum_h_of_bits(cusum_offset, cusum_k) if detector else INFINITY
         self.cfg.smoothing = smoothing
         self.cfg.smooth_norm = 1.0 / sqrt(smoothing / (2.0 - smoothing))
         self.cfg.transform = transform
@@ -1289,40 +1290,78 @@ def cusum_score(double s, double k):
     return cusum_bits(s, k)
 
 
+DEF SERIES_CHUNK = 2048   # values per pass: the z / CUSUM scratch stays in L1
+
+
 def score_series(const float[::1] values,  # IN
                  MeterConfig config not None):
-    """Surprisal (bits) of each value against the adaptive baseline, scored
-    before the baseline takes the value in; 0 during warm-up."""
-    cdef Py_ssize_t n = values.shape[0], t
-    cdef float mean = 0.0, var = 0.0
-    cdef uint32_t count = 0
-    cdef double fl, ve
-    cdef float y
-    means = np.zeros(n, dtype=np.float32)
-    vars_ = np.ones(n, dtype=np.float32)
-    xs = np.zeros(n, dtype=np.float32)
-    out = np.zeros(n, dtype=np.float32)
-    cdef float[::1] mv = means
-    cdef float[::1] vv = vars_
-    cdef float[::1] xv = xs
-    cdef float[::1] o = out
+    """Score (bits) of each value against the adaptive baseline, scored
+    before the baseline takes the value in; 0 during warm-up.
+
+    The score is what the meter compares with node 0's threshold: the
+    surprisal of the (smoothed) standardised residual and, with a CUSUM
+    detector, ``cusum_score(S) - cusum_offset`` for the larger CUSUM ``S``
+    (``"cusum"``: that alone; ``"both"``: the larger of the two).
+    """
+    cdef Py_ssize_t n = values.shape[0], off, m, t, j
+    cdef ctas7_meter_series_cfg sc
+    cdef ctas7_meter_series_state ss
     cdef const meter_cfg_t* cfg = &config.cfg
+    cdef double h = cfg.cusum_h, h0 = cfg.cusum_h0, off_bits = cfg.cusum_offset, b
+    cdef float* buf
+    cdef float* ybuf
+    cdef float* zbuf
+    cdef float* sbuf
+    cdef float* zeros
+    cdef float* ones
+    cdef const int64_t[::1] tn = config.thr_nodes
+    cdef const double[::1] tb = config.thr_bits
+    out = np.zeros(n, dtype=np.float32)
     if n == 0:
         return out
+    cdef float[::1] o = out
+    if cfg.detector:
+        for j in range(tn.shape[0]):
+            if tn[j] == 0:  # node 0's own threshold sets its CUSUM cap
+                h = cusum_h_of_bits(tb[j] + off_bits, cfg.cusum_k)
+    sc.alpha = cfg.alpha
+    sc.outlier_sigma = cfg.outlier_sigma
+    sc.min_samples = cfg.min_samples
+    sc.transform = cfg.transform
+    sc.var_floor = cfg.var_floor
+    sc.poisson_floor = cfg.poisson_floor
+    sc.smoothing = cfg.smoothing
+    sc.smooth_norm = cfg.smooth_norm
+    sc.detector = cfg.detector
+    sc.cusum_variance = cfg.cusum_variance
+    sc.cusum_k = cfg.cusum_k
+    sc.cusum_cap = 2.0 * h
+    memset(&ss, 0, sizeof(ss))
+    buf = <float*>malloc(sizeof(float) * 5 * SERIES_CHUNK)
+    if buf == NULL:
+        raise MemoryError()
+    ybuf = buf
+    zbuf = buf + SERIES_CHUNK
+    sbuf = buf + 2 * SERIES_CHUNK
+    zeros = buf + 3 * SERIES_CHUNK
+    ones = buf + 4 * SERIES_CHUNK
     with nogil:
-        for t in range(n):
-            ctas7_meter_transform(&values[t], &y, 1, cfg.transform)
-            if count >= cfg.min_samples:
-                fl = cfg.poisson_floor * (1.0 if cfg.transform else fabs(mean))
-                if fl < cfg.var_floor:
-                    fl = cfg.var_floor
-                ve = var
-                if not (ve >= fl):
-                    ve = fl
-                mv[t] = mean
-                vv[t] = <float>ve
-                xv[t] = y
-            ewma_update_f32(&mean, &var, &count, &y, 1, cfg.alpha, cfg.outlier_sigma,
-                            cfg.min_samples)
-        surprisal_f32(&xv[0], &mv[0], &vv[0], &o[0], n)
+        for t in range(SERIES_CHUNK):
+            zeros[t] = 0.0
+            ones[t] = 1.0
+        off = 0
+        while off < n:
+            m = n - off if n - off < SERIES_CHUNK else SERIES_CHUNK
+            ctas7_meter_transform(&values[off], ybuf, m, cfg.transform)
+            ctas7_meter_series(ybuf, m, &sc, &ss, zbuf, sbuf)
+            if cfg.detector != 1:
+                surprisal_f32(zbuf, zeros, ones, &o[off], m)
+            if cfg.detector:
+                for t in range(m):
+                    if sbuf[t] > 0.0 and sbuf[t] >= h0:
+                        b = cusum_bits(sbuf[t], cfg.cusum_k) - off_bits
+                        if b > o[off + t]:
+                            o[off + t] = <float>b
+            off += m
+        free(buf)
     return out
