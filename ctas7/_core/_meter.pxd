@@ -28,8 +28,15 @@ cdef extern from "ctas7/meter.h" nogil:
         float cdn
         float cvr
 
-    void ctas7_meter_series(const float* y, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
-                            ctas7_meter_series_state* st, float* z, float* s)
+    Py_ssize_t ctas7_meter_series_baseline(const float* y, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
+                                           ctas7_meter_series_state* st, float* mb, float* vb)
+    void ctas7_meter_series_residual(const float* y, const float* mb, const float* vb, Py_ssize_t n,
+                                     double pf, double vf, int tr, double* zr)
+    void ctas7_meter_series_residual_avx(const float* y, const float* mb, const float* vb, Py_ssize_t n,
+                                          double pf, double vf, int tr, double* zr)
+    int CTAS7_METER_HAVE_AVX
+    void ctas7_meter_series_chains(const double* zr, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
+                                   ctas7_meter_series_state* st, float* z, float* s)
 
 
 from ctas7._core._events cimport event_t as meter_event_t

@@ -1290,7 +1290,11 @@ def cusum_score(double s, double k):
     return cusum_bits(s, k)
 
 
-DEF SERIES_CHUNK = 2048   # values per pass: the z / CUSUM scratch stays in L1
+DEF SERIES_CHUNK = 1024   # values per block: the block's scratch (24 KiB) stays in L1
+
+from ctas7._core._kernels cimport CTAS7_SIMD_AVX2, ctas7_simd_supported
+
+cdef int _series_avx = CTAS7_METER_HAVE_AVX and ctas7_simd_supported(CTAS7_SIMD_AVX2)
 
 
 def score_series(const float[::1] values,  # IN
@@ -1302,8 +1306,11 @@ def score_series(const float[::1] values,  # IN
     surprisal of the (smoothed) standardised residual and, with a CUSUM
     detector, ``cusum_score(S) - cusum_offset`` for the larger CUSUM ``S``
     (``"cusum"``: that alone; ``"both"``: the larger of the two).
+    Per block of SERIES_CHUNK values: the baseline recurrence, the residuals
+    (vectorised), the smoothing / CUSUM recurrences, then the surprisal
+    kernel and the CUSUM scores over the block.
     """
-    cdef Py_ssize_t n = values.shape[0], off, m, t, j
+    cdef Py_ssize_t n = values.shape[0], off, m, t, j, first
     cdef ctas7_meter_series_cfg sc
     cdef ctas7_meter_series_state ss
     cdef const meter_cfg_t* cfg = &config.cfg
@@ -1312,8 +1319,11 @@ def score_series(const float[::1] values,  # IN
     cdef float* ybuf
     cdef float* zbuf
     cdef float* sbuf
+    cdef float* mbuf
+    cdef float* vbuf
     cdef float* zeros
     cdef float* ones
+    cdef double* rbuf
     cdef const int64_t[::1] tn = config.thr_nodes
     cdef const double[::1] tb = config.thr_bits
     out = np.zeros(n, dtype=np.float32)
@@ -1337,14 +1347,17 @@ def score_series(const float[::1] values,  # IN
     sc.cusum_k = cfg.cusum_k
     sc.cusum_cap = 2.0 * h
     memset(&ss, 0, sizeof(ss))
-    buf = <float*>malloc(sizeof(float) * 5 * SERIES_CHUNK)
+    buf = <float*>malloc(sizeof(float) * 9 * SERIES_CHUNK)
     if buf == NULL:
         raise MemoryError()
-    ybuf = buf
-    zbuf = buf + SERIES_CHUNK
-    sbuf = buf + 2 * SERIES_CHUNK
-    zeros = buf + 3 * SERIES_CHUNK
-    ones = buf + 4 * SERIES_CHUNK
+    rbuf = <double*>buf
+    ybuf = buf + 2 * SERIES_CHUNK
+    zbuf = buf + 3 * SERIES_CHUNK
+    sbuf = buf + 4 * SERIES_CHUNK
+    mbuf = buf + 5 * SERIES_CHUNK
+    vbuf = buf + 6 * SERIES_CHUNK
+    zeros = buf + 7 * SERIES_CHUNK
+    ones = buf + 8 * SERIES_CHUNK
     with nogil:
         for t in range(SERIES_CHUNK):
             zeros[t] = 0.0
@@ -1353,15 +1366,23 @@ def score_series(const float[::1] values,  # IN
         while off < n:
             m = n - off if n - off < SERIES_CHUNK else SERIES_CHUNK
             ctas7_meter_transform(&values[off], ybuf, m, cfg.transform)
-            ctas7_meter_series(ybuf, m, &sc, &ss, zbuf, sbuf)
-            if cfg.detector != 1:
-                surprisal_f32(zbuf, zeros, ones, &o[off], m)
-            if cfg.detector:
-                for t in range(m):
-                    if sbuf[t] > 0.0 and sbuf[t] >= h0:
-                        b = cusum_bits(sbuf[t], cfg.cusum_k) - off_bits
-                        if b > o[off + t]:
-                            o[off + t] = <float>b
+            first = ctas7_meter_series_baseline(ybuf, m, &sc, &ss, mbuf, vbuf)
+            if first < m:
+                if _series_avx:
+                    ctas7_meter_series_residual_avx(ybuf + first, mbuf + first, vbuf + first, m - first,
+                                                     cfg.poisson_floor, cfg.var_floor, cfg.transform, rbuf)
+                else:
+                    ctas7_meter_series_residual(ybuf + first, mbuf + first, vbuf + first, m - first,
+                                                cfg.poisson_floor, cfg.var_floor, cfg.transform, rbuf)
+                ctas7_meter_series_chains(rbuf, m - first, &sc, &ss, zbuf + first, sbuf + first)
+                if cfg.detector != 1:
+                    surprisal_f32(zbuf + first, zeros, ones, &o[off + first], m - first)
+                if cfg.detector:
+                    for t in range(first, m):
+                        if sbuf[t] > 0.0 and sbuf[t] >= h0:
+                            b = cusum_bits(sbuf[t], cfg.cusum_k) - off_bits
+                            if b > o[off + t]:
+                                o[off + t] = <float>b
             off += m
         free(buf)
     return out
