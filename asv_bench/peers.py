@@ -751,6 +751,17 @@ def detector_contenders(series, quick: bool) -> list:
             score_series(v)
         return total / (time.perf_counter() - t0)
 
+    from ctas7.stages.meter import MeterParams
+
+    raw = MeterParams(smoothing=1.0, detector="surprisal").compile()
+
+    def meter_raw():
+        # informational: the surprisal alone (no smoothing or CUSUM recurrences)
+        t0 = time.perf_counter()
+        for v in vals32:
+            score_series(v, raw)
+        return total / (time.perf_counter() - t0)
+
     def ph():
         d = drift.PageHinkley()
         xs = longest[:ph_n].tolist()
@@ -781,6 +792,8 @@ def detector_contenders(series, quick: bool) -> list:
 
     return [
         (f"ctas7 meter score_series ({len(series)} NAB series, one call each)", "ctas7", meter),
+        ("ctas7 meter score_series, surprisal only (smoothing 1, detector surprisal; info)", "ctas7-raw",
+         meter_raw),
         (f"ctas7 meter evaluate_activity ({activity.shape[0]} ticks x 247 nodes, node-ticks/s)", "ctas7-nodes",
          meter_nodes),
         (f"River PageHinkley.update ({ph_n} rows)", "PageHinkley", ph),
