@@ -10,12 +10,41 @@ Comparisons
 -----------
 channel, batched / per event
     Producer process -> consumer process (fork). ctas7 ``Channel`` (SPSC, and
-    MPMC with two producers) against faster-fifo (raw bytes messages, several
-    message batch sizes: the best counts), pyzmq PUSH/PULL over ``ipc://``
-    (cross-process) and ``inproc://`` (producer thread, same process),
-    ``multiprocessing.Queue`` and a ``multiprocessing.shared_memory`` ring
-    guarded by a ``multiprocessing.Lock``. Batched messages carry numpy
-    EVENT_DTYPE batches; per-event messages carry one 32-byte record.
+    MPMC with two producers) against faster-fifo, pyzmq PUSH/PULL over
+    ``ipc://`` (cross-process) and ``inproc://`` (producer thread, same
+    process, for reference), ``multiprocessing.Queue`` and a
+    ``multiprocessing.shared_memory`` ring guarded by a
+    ``multiprocessing.Lock``. Per-event messages carry one 32-byte record.
+    Batched, the rules are the same for every contender:
+
+    * the same records move: copies of one batch of ``b`` EVENT_DTYPE
+      records (32 bytes) whose ``seq`` runs 0..b-1, from a producer
+      process to a consumer process;
+    * the producer really writes each batch's contents into the transport
+      (``put_many``, ``claim`` + a copy into the claimed slots, faster-fifo's
+      put of its batch buffer, zmq send, pickling, the locked copy);
+    * the consumer ends with readable access to every event (a numpy array
+      or a view of one) and checks each batch it takes the same way: the last
+      record's seq must be ``(records so far - 1) % b`` (``_check``); with
+      two producers only the range of seq can be checked;
+    * peers get their best good-faith configuration: faster-fifo moves the
+      batch from a ctypes buffer numpy writes (no ``tobytes`` copy;
+      ``dumps``/``loads`` are the identity, so the consumer reads memoryviews
+      of its message buffer), swept over batch size, buffer size
+      (``max_size_bytes``, 1-16 MiB) and messages per ``put_many``; the best
+      configuration is the one the ratios use;
+    * ctas7 rows are labelled by mode (``CTAS7_MODES``): ``[copy]`` put_many
+      -> get_into, the consumer gets its own copy like every peer;
+      ``[zero-copy write]`` claim/commit -> get_into, the cluster's mode
+      (station workers claim, the pipeline loop copies out of several
+      channels into one buffer); ``[zero-copy read]`` put_many ->
+      peek/release and ``[zero-copy]`` claim/commit -> peek/release, the
+      consumer reads the records in the ring. Who ``ctas7`` (the ratio
+      column) are the zero-copy-read rows; ``ctas7-copy`` the rows whose
+      consumer copies; both have a target line against the best faster-fifo
+      configuration. A zero-copy consumer that checks one record per batch
+      never pulls the others into its cache: a consumer that goes on to read
+      every record pays that transfer in its own processing.
 kernels
     ``ctas7.kernels.surprisal`` / ``binary_entropy`` (active SIMD variant)
     against the vectorised float32 numpy peer of the asv suite, the float64
@@ -43,6 +72,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -120,90 +150,163 @@ def _rate_loop(fn, items: int, min_time: float = 0.05) -> float:
 # ---------------------------------------------------------------------------
 
 
-def _ctas7_producer(name, n, b, zero_copy, go):
+def _check(batch, k: int, got: int, b: int) -> None:
+    """The consumer's check of each batch it takes, the same for every contender.
+
+    Producers send copies of one batch whose ``seq`` runs 0..b-1, in order,
+    so after ``got`` records the last one taken (``batch[k - 1]``) has seq
+    ``(got - 1) % b``: a lost, repeated or reordered piece fails the check.
+    """
+    seq = int(batch[k - 1]["seq"])
+    if seq != (got - 1) % b:
+        raise RuntimeError(f"record {got - 1} has seq {seq}, expected {(got - 1) % b}")
+
+
+def _check_any(batch, k: int, got: int, b: int) -> None:
+    """Two producers interleave their pieces: only the range of seq is known."""
+    seq = int(batch[k - 1]["seq"])
+    if seq >= b:
+        raise RuntimeError(f"record {got - 1} has seq {seq}, outside 0..{b - 1}")
+
+
+# How a ctas7 contender moves records: producer call -> consumer call.
+CTAS7_MODES = {
+    "copy": ("put_many", "get_into"),  # both sides copy, like every peer
+    "zero-copy read": ("put_many", "peek"),  # producer copies in, consumer reads in place
+    "zero-copy": ("claim", "peek"),  # producer writes in place, consumer reads in place
+    "zero-copy write": ("claim", "get_into"),  # the cluster's mode: workers claim, the loop copies out
+}
+_CALLS = {"put_many": "put_many", "claim": "claim/commit", "peek": "peek/release", "get_into": "get_into"}
+
+
+def _ctas7_producer(name, n, b, write, go):
     ch = Channel.attach(name)
+    data = _batch(b)
+    ch.put_many(data[:0])  # register before the clock starts (faster-fifo has no registration)
     go.wait()
-    if zero_copy:
-        raw, left = _batch(b).view(np.uint8), n
-        while left:
-            view = ch.claim(min(b, left), timeout=10)
-            k = view.shape[0]
-            # the producer writes its events straight into the ring (as bytes:
-            # numpy's structured-dtype assignment view[:] = data goes field by
-            # field, ~50x slower than this copy)
-            view.view(np.uint8)[:] = raw[:k * REC]
-            ch.commit(k)
-            left -= k
-    elif b == 1:
+    if b == 1:
         rec, put = _record(), ch.put
         for _ in range(n):
             put(rec)
+    elif write == "claim":
+        raw, j, left = data.view(np.uint8), 0, n
+        while left:
+            view = ch.claim(min(b - j, left), timeout=10)
+            k = view.shape[0]
+            if not k:
+                raise TimeoutError("no free slot for 10 s")
+            # The producer writes its events straight into the ring (as bytes:
+            # numpy's structured assignment view[:] = data goes field by field,
+            # ~50x slower). A claim may be short (ring end, or ring nearly
+            # full): the next one continues the batch where this one stopped.
+            view.view(np.uint8)[:] = raw[j * REC:(j + k) * REC]
+            ch.commit(k)
+            left -= k
+            j = (j + k) % b
     else:
-        data = _batch(b)
         for _ in range(n // b):
             ch.put_many(data)
     ch.close()
 
 
-def ctas7_channel(n: int, b: int, producers: int = 1, zero_copy: bool = False) -> float:
+def ctas7_channel(n: int, b: int, cap: int = 1 << 16, mode: str = "copy", producers: int = 1,
+                  out_n: int = 4096, *, zero_copy: bool = False) -> float:
+    """events/s of ``n`` events through a ctas7 Channel in ``mode`` (see CTAS7_MODES).
+
+    ``zero_copy=True`` is short for ``mode="zero-copy"``.
+    """
+    write, read = CTAS7_MODES["zero-copy" if zero_copy else mode]
     name = _uid("ch")
-    per = n // producers
-    total = per * producers if zero_copy else (per // b) * b * producers
-    with Channel.create(name, 1 << 16, multi_producer=producers > 1) as ch:
-        ps = [_spawn(_ctas7_producer, (name, per, b, zero_copy)) for _ in range(producers)]
+    per = n // producers if b == 1 else n // producers // b * b
+    total = per * producers
+    check = _check if producers == 1 else _check_any
+    with Channel.create(name, cap, multi_producer=producers > 1) as ch:
+        ps = [_spawn(_ctas7_producer, (name, per, b, write)) for _ in range(producers)]
         time.sleep(0.02)
         got = 0
         t0 = time.perf_counter()
         for _, go in ps:
             go.set()
-        if zero_copy:
-            while got < total:
-                k = ch.peek(1 << 15, timeout=10).shape[0]  # read in place
-                ch.release(k)
-                got += k
-        elif b == 1:
+        if b == 1:
             get = ch.get
             while got < total:
                 get(timeout=10)
                 got += 1
-        else:
-            out = np.empty(1 << 15, EVENT_DTYPE)
+        elif read == "peek":
+            peek, release = ch.peek, ch.release
             while got < total:
-                got += ch.get_into(out, timeout=10)
+                view = peek(1 << 16, timeout=10)  # read in place: a view of the ring
+                k = view.shape[0]
+                if not k:
+                    raise TimeoutError("no records for 10 s")
+                got += k
+                check(view, k, got, b)
+                release(k)
+        else:
+            out = np.empty(out_n, EVENT_DTYPE)
+            get_into = ch.get_into
+            while got < total:
+                k = get_into(out, timeout=10)
+                got += k
+                check(out, k, got, b)
         dt = time.perf_counter() - t0
         _finish([p for p, _ in ps])
     return got / dt
 
 
-def _ff_producer(q, n, b, go):
+def _ff_producer(q, n, b, per, go):
+    if b > 1:
+        # The batch lives in a ctypes buffer that numpy writes: faster-fifo
+        # takes it as it is (dumps is the identity) and copies it into its
+        # shared buffer, one copy like ctas7's put_many. (A bytes object per
+        # batch, data.tobytes(), would cost it one more copy.)
+        buf = (ctypes.c_ubyte * (b * REC))()
+        np.frombuffer(buf, EVENT_DTYPE)[:] = _batch(b)
+        msgs = [buf] * per
     go.wait()
     if b == 1:
         rec, put = _record(), q.put
         for _ in range(n):
             put(rec)
     else:
-        data = _batch(b)
-        for _ in range(n // b):
-            q.put(data.tobytes())  # what any queue of bytes must do: one copy out
+        for _ in range(n // (b * per)):
+            q.put_many(msgs, timeout=10)  # per messages under one lock
     q.put(b"")
 
 
-def faster_fifo_channel(n: int, b: int) -> float:
+def _same(x):
+    return x
+
+
+def faster_fifo_channel(n: int, b: int, size: int | None = None, per: int = 1) -> float:
+    """events/s through faster-fifo: batches of ``b`` records, ``per`` messages a put, ``size``-byte buffer."""
     import faster_fifo
 
-    size = max(8 << 20, 8 * b * REC)
-    q = faster_fifo.Queue(max_size_bytes=size, dumps=lambda x: x, loads=lambda x: x)
-    p, go = _spawn(_ff_producer, (q, n, b))
+    size = size or max(8 << 20, 8 * b * REC)
+    q = faster_fifo.Queue(max_size_bytes=size, dumps=_same, loads=_same)
+    p, go = _spawn(_ff_producer, (q, n, b, per))
     time.sleep(0.02)
     got, done = 0, False
     t0 = time.perf_counter()
     go.set()
-    while not done:
-        for msg in q.get_many(timeout=10, max_messages_to_get=4096):
-            if not msg:
-                done = True
-                break
-            got += np.frombuffer(msg, EVENT_DTYPE).shape[0]
+    if b == 1:
+        while not done:
+            for msg in q.get_many(timeout=10, max_messages_to_get=4096):
+                if not msg:
+                    done = True
+                    break
+                got += 1
+    else:
+        while not done:
+            # each message is a memoryview of the consumer's message buffer (loads is the identity)
+            for msg in q.get_many(timeout=10):
+                if not len(msg):
+                    done = True
+                    break
+                arr = np.frombuffer(msg, EVENT_DTYPE)
+                k = arr.shape[0]
+                got += k
+                _check(arr, k, got, b)
     dt = time.perf_counter() - t0
     _finish([p])
     q.close()
@@ -262,7 +365,10 @@ def zmq_channel(n: int, b: int, transport: str) -> float:
             frame = pull.recv(copy=False)
             if not len(frame.buffer):
                 break
-            got += np.frombuffer(frame.buffer, EVENT_DTYPE).shape[0]
+            arr = np.frombuffer(frame.buffer, EVENT_DTYPE)
+            k = arr.shape[0]
+            got += k
+            _check(arr, k, got, b)
     dt = time.perf_counter() - t0
     if transport == "ipc":
         _finish([p])
@@ -304,7 +410,9 @@ def mpqueue_channel(n: int, b: int) -> float:
             got += 1
     else:
         while (item := get(timeout=10)) is not None:
-            got += item.shape[0]
+            k = item.shape[0]
+            got += k
+            _check(item, k, got, b)
     dt = time.perf_counter() - t0
     _finish([p])
     q.close()
@@ -417,7 +525,9 @@ def shm_lock_channel(n: int, b: int) -> float:
     else:
         out = np.empty(1 << 15, EVENT_DTYPE)
         while got < total:
-            got += ring.get_into(out)
+            k = ring.get_into(out)
+            got += k
+            _check(out, k, got, b)
     dt = time.perf_counter() - t0
     _finish([p])
     ring.release()
@@ -427,28 +537,45 @@ def shm_lock_channel(n: int, b: int) -> float:
 
 
 def channel_contenders(quick: bool) -> tuple[list, list]:
-    # sizes give each contender roughly 0.1-0.3 s per sample on this machine
-    big, mid = (4_000_000, 2_000_000) if quick else (16_000_000, 6_000_000)
+    # sizes give each contender roughly 0.05-0.2 s per sample on this machine
+    zc, cp, peer, slow_peer = (16_000_000, 8_000_000, 4_000_000, 1_000_000) if quick else \
+        (64_000_000, 32_000_000, 16_000_000, 4_000_000)
     fast, slow = (100_000, 20_000) if quick else (400_000, 60_000)
+
+    def c7(mode, b, cap, n, who, **kw):
+        w, r = (_CALLS[c] for c in CTAS7_MODES[mode])
+        label = f"ctas7 SPSC [{mode}] {w} -> {r}, batch {b}, ring {cap >> 10}k"
+        return (label, who, lambda: ctas7_channel(n, b, cap, mode, **kw))
+
+    # who "ctas7": zero-copy reads (the consumer gets a view of the ring);
+    # "ctas7-copy": the consumer gets its own copy, like every peer.
     batched = [
-        ("ctas7 Channel SPSC, put_many/get_into 16384", "ctas7", lambda: ctas7_channel(big, 16384)),
-        ("ctas7 Channel SPSC, put_many/get_into 4096", "ctas7", lambda: ctas7_channel(big, 4096)),
-        ("ctas7 Channel SPSC, claim/commit + peek/release 16384", "ctas7",
-         lambda: ctas7_channel(big, 16384, zero_copy=True)),
-        ("ctas7 Channel MPMC 2 producers, put_many 16384", "ctas7-variant", lambda: ctas7_channel(big, 16384, 2)),
+        c7("copy", 16384, 1 << 16, cp, "ctas7-copy"),
+        c7("copy", 4096, 1 << 14, cp, "ctas7-copy"),
+        c7("zero-copy write", 16384, 1 << 16, cp, "ctas7-copy"),
+        c7("zero-copy read", 8192, 1 << 15, zc, "ctas7"),
+        c7("zero-copy read", 16384, 1 << 16, zc, "ctas7"),
+        c7("zero-copy", 16384, 1 << 16, zc, "ctas7"),
+        ("ctas7 MPMC 2 producers [copy] put_many -> get_into, batch 16384, ring 64k", "ctas7-variant",
+         lambda: ctas7_channel(cp // 2, 16384, 1 << 16, "copy", producers=2)),
     ]
-    ff_sizes = (1024, 16384) if quick else (1024, 4096, 16384, 65536)
-    batched += [(f"faster-fifo, batch {b}", "faster-fifo", lambda b=b: faster_fifo_channel(mid, b)) for b in ff_sizes]
+    # faster-fifo: batch size x buffer size x messages per put (the best counts)
+    ff = ((16384, 2 << 20, 1), (65536, 4 << 20, 1)) if quick else \
+        ((1024, 1 << 20, 16), (4096, 1 << 20, 4), (16384, 2 << 20, 1), (32768, 4 << 20, 1),
+         (65536, 4 << 20, 1), (65536, 16 << 20, 1))
+    batched += [(f"faster-fifo, batch {b}, buffer {size >> 20} MiB" + (f", {per} per put_many" if per > 1 else ""),
+                 "faster-fifo", lambda b=b, size=size, per=per: faster_fifo_channel(peer, b, size, per))
+                for b, size, per in ff]
     batched += [
-        ("pyzmq ipc://, batch 16384", "pyzmq", lambda: zmq_channel(mid, 16384, "ipc")),
-        ("pyzmq ipc://, batch 65536", "pyzmq", lambda: zmq_channel(mid, 65536, "ipc")),
+        ("pyzmq ipc://, batch 16384", "pyzmq", lambda: zmq_channel(peer, 16384, "ipc")),
+        ("pyzmq ipc://, batch 65536", "pyzmq", lambda: zmq_channel(peer, 65536, "ipc")),
         ("pyzmq inproc:// (thread, zero-copy, not x-process)", "pyzmq-inproc",
-         lambda: zmq_channel(big, 16384, "inproc")),
-        ("mp.Queue, batch 16384", "mp.Queue", lambda: mpqueue_channel(mid, 16384)),
-        ("shared_memory + Lock, batch 16384", "shm+Lock", lambda: shm_lock_channel(mid, 16384)),
+         lambda: zmq_channel(zc, 16384, "inproc")),
+        ("mp.Queue, batch 16384", "mp.Queue", lambda: mpqueue_channel(slow_peer, 16384)),
+        ("shared_memory + Lock, batch 16384", "shm+Lock", lambda: shm_lock_channel(slow_peer, 16384)),
     ]
     per_event = [
-        ("ctas7 Channel SPSC, put/get", "ctas7", lambda: ctas7_channel(fast, 1)),
+        ("ctas7 Channel SPSC, put/get", "ctas7", lambda: ctas7_channel(fast, 1, mode="copy")),
         ("faster-fifo, put/get", "faster-fifo", lambda: faster_fifo_channel(fast // 2, 1)),
         ("pyzmq ipc://, send/recv", "pyzmq", lambda: zmq_channel(fast, 1, "ipc")),
         ("pyzmq inproc:// (thread, not x-process), send/recv", "pyzmq-inproc", lambda: zmq_channel(fast, 1, "inproc")),
@@ -968,7 +1095,9 @@ def targets(rows: list, verdicts: list | None) -> list:
         met = None if goal is None else ratio >= goal
         out.append({"target": name, "ratio": ratio, "goal": goal, "met": met})
 
+    # the zero-copy-read rows (who "ctas7"), then the rows whose consumer gets its own copy
     check("channel batched vs best faster-fifo", "channel batched", "ctas7", "faster-fifo", 10)
+    check("channel batched, copy modes only, vs best faster-fifo", "channel batched", "ctas7-copy", "faster-fifo", 10)
     check("channel per event vs mp.Queue", "channel per event", "ctas7", "mp.Queue", 10)
     for k in ("surprisal", "binary_entropy"):
         for n in (1 << 16, 1 << 20):

@@ -595,14 +595,8 @@ class Channel(ChannelFace):
                 raise ChannelFull(done, n)
             done += ring.put_many(batch[done:], left)
 
-    def claim(self, n: int, timeout: float | None = 0.0) -> np.ndarray:
-        """Zero-copy: a writable view of up to ``n`` slots; then :meth:`commit`."""
-        self._register()
-        return self._ring.claim(n, timeout)
-
-    def commit(self, k: int | None = None) -> int:
-        """Publish the first ``k`` records of the last :meth:`claim`."""
-        return self._ring.commit(k)
+    # claim(n, timeout=0.0) and commit(k=None) (zero copy) come from
+    # ChannelFace: one C call each once this process is registered.
 
     # ----------------------------------------------------------------- get
 
@@ -692,13 +686,8 @@ class Channel(ChannelFace):
             return 1
         return got
 
-    def peek(self, n: int, timeout: float | None = 0.0) -> np.ndarray:
-        """Zero-copy: a read-only view of up to ``n`` records; then :meth:`release`."""
-        return self._ring.peek(n, timeout)
-
-    def release(self, k: int | None = None) -> int:
-        """Free the first ``k`` records of the last :meth:`peek`."""
-        return self._ring.release(k)
+    # peek(n, timeout=0.0) and release(k=None) (zero copy) come from
+    # ChannelFace: one C call each.
 
     # ------------------------------------------------------------- closing
 

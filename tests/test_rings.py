@@ -295,6 +295,32 @@ def test_peek_release(cls):
 
 
 @pytest.mark.parametrize("cls", RINGS)
+def test_views_are_the_ring_memory(cls):
+    dt = np.dtype([("a", "<u8"), ("b", "<f8")])
+    buf = bytearray(cls.nbytes(8, dt))
+    ring = cls(buf, 8, dt)
+    ring.put_many(np.zeros(6, dt))
+    ring.get_many(6)  # the next claim starts two slots before the wrap
+    view = ring.claim(8)
+    assert view.dtype == dt and view.shape == (2,) and view.flags.c_contiguous and view.flags.writeable
+    view["a"] = [7, 8]
+    ring.commit()
+    # the claim wrote the buffer itself, at the slots of positions 6 and 7
+    data_off = len(buf) - 8 * dt.itemsize
+    assert np.frombuffer(buf, dt, 8, data_off)["a"][6:].tolist() == [7, 8]
+    peeked = ring.peek(8)
+    assert peeked["a"].tolist() == [7, 8] and not peeked.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        peeked["a"] = 0
+    assert len(ring.claim(0)) == 0 and ring.commit() == 0
+    ring.close()
+    # a view keeps the buffer alive after the ring handle is gone
+    assert peeked["a"].tolist() == [7, 8]
+    del buf, ring
+    assert peeked["a"].tolist() == [7, 8]
+
+
+@pytest.mark.parametrize("cls", RINGS)
 @pytest.mark.parametrize("wait", ["spin", "yield", "sleep"])
 def test_timeouts(cls, wait):
     ring = new_ring(cls, 4, wait=wait)

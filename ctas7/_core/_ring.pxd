@@ -74,6 +74,10 @@ cdef class _Ring:
     cdef object _get1(self, uint64_t deadline)
     cdef int64_t _put_many(self, object batch, uint64_t deadline, Py_ssize_t *n) except -1
     cdef int64_t _get_into(self, object out, uint64_t deadline) except -1
+    cdef object _claim(self, Py_ssize_t n, uint64_t deadline)
+    cdef int64_t _commit(self, object k) except -1
+    cdef object _peek(self, Py_ssize_t n, uint64_t deadline)
+    cdef int64_t _release(self, object k) except -1
 
 
 cdef class SpscRing(_Ring):
