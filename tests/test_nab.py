@@ -414,7 +414,8 @@ def test_load_corpus_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="NAB corpus not found"):
         load_corpus(tmp_path / "nowhere")
     ts = _minutes(10)
-    root = _write_corpus(tmp_path / "a", {"c/x.csv": [(t, 1.0) for t in ts]}, {"c/x.csv": [[ts[2], "2031-01-01 00:00:00"]]})
+    root = _write_corpus(tmp_path / "a", {"c/x.csv": [(t, 1.0) for t in ts]},
+                         {"c/x.csv": [[ts[2], "2031-01-01 00:00:00"]]})
     with pytest.raises(ValueError, match="not a row timestamp"):
         load_corpus(root)
     root = _write_corpus(tmp_path / "b", {"c/x.csv": [(t, 1.0) for t in ts]}, {"c/x.csv": []})
@@ -506,6 +507,15 @@ def test_real_corpus(nab_dir, capsys):
     sw = sweep(sc, sub)
     ref = reference_sweep(_ref_files(sub, sc), STANDARD, 0.15)
     np.testing.assert_allclose(sw.raw, [r for _, r in ref], rtol=1e-12, atol=1e-12)
+
+    # the onset sweep's coarse-to-fine search finds the best of all thresholds above 8 bits
+    from ctas7.stages.meter import score_series
+
+    tuned = [score_series(f.values.astype(np.float32)).astype(np.float64) for f in c.files]
+    grid = sweep(tuned, c, alarm="onset")
+    every = np.unique(np.concatenate(tuned))
+    full = sweep(tuned, c, alarm="onset", thresholds=every[every >= 8.0])
+    assert not grid.exhaustive and grid.best.raw == pytest.approx(full.best.raw, abs=1e-9)
 
     rep = nab.nab_report(c)
     rows = {(r["detector"].split(",")[0] + "|" + r["sample"] + "|" + r["rule"]): r for r in rep["rows"]}

@@ -163,7 +163,8 @@ def _check_windows(windows, n_rows: int, name: str = "") -> np.ndarray:
     where = f"{name}: " if name else ""
     if w.size:
         if (w[:, 0] < 0).any() or (w[:, 1] >= n_rows).any() or (w[:, 1] < w[:, 0]).any():
-            raise ValueError(f"{where}windows must be [lo, hi] row pairs with 0 <= lo <= hi < {n_rows}, got {w.tolist()}")
+            raise ValueError(f"{where}windows must be [lo, hi] row pairs with 0 <= lo <= hi < {n_rows}, "
+                             f"got {w.tolist()}")
         if (w[1:, 0] <= w[:-1, 1]).any():
             raise ValueError(f"{where}windows must be sorted and must not overlap, got {w.tolist()}")
     return w
@@ -484,7 +485,9 @@ def _row_sweep(flat: _Flat, s: np.ndarray, profile: Profile):
         rise[grp] = cm - prev
         inc[pos] = rise
     total = flat.null + np.cumsum(inc)
-    last = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), s_sorted.size - 1] if s_sorted.size else np.zeros(0, int)
+    if not s_sorted.size:
+        return np.r_[np.inf], np.r_[flat.null]
+    last = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), s_sorted.size - 1]  # end of each distinct score
     return np.r_[np.inf, s_sorted[last]], np.r_[flat.null, total[last]]
 
 
