@@ -158,3 +158,121 @@ def test_open_source_specs(tmp_path):
     s.close()
     with pytest.raises(ValueError, match="unknown source"):
         open_source("carrier-pigeon:1")
+
+
+# ---------------------------------------------------------------------------
+# FileTailSource: resume position
+# ---------------------------------------------------------------------------
+
+
+def _lines(lo, hi, tag="e"):
+    return "".join(json.dumps({"ts": i, "title": f"{tag} {i}"}) + "\n" for i in range(lo, hi))
+
+
+def _drain(src, chunk=3):
+    out = []
+    while True:
+        ev = src.poll(chunk)
+        if not len(ev):
+            return out
+        out.extend(ev["ts"].tolist())
+
+
+def test_file_position_resumes_after_appends_and_a_rotation_without_loss_or_duplicate(tmp_path):
+    from ctas7.stations.sources import FilePosition
+
+    path = tmp_path / "intel.jsonl"
+    path.write_text(_lines(0, 10) + '{"ts": 10, "title": "half')  # a partial last line
+    src = FileTailSource(path, station=3)
+    assert src.position is None
+    first = src.poll(4)["ts"].tolist()
+    pos = src.position
+    assert first == [0, 1, 2, 3] and isinstance(pos, FilePosition) and pos.line == 4 and pos.seq == 4
+    src.close()
+    # While the source is down: the partial line completes, more lines come, the file is rotated
+    # (renamed, as logrotate does), and the new file gets lines of its own.
+    with open(path, "a") as f:
+        f.write(' line"}\n' + _lines(11, 15))
+    os.rename(path, tmp_path / "intel.jsonl.1")
+    path.write_text(_lines(100, 104))
+    again = FileTailSource(path, station=3, resume=FilePosition.from_dict(json.loads(json.dumps(pos.to_dict()))))
+    got = _drain(again)
+    assert got == list(range(4, 15)) + list(range(100, 104))
+    # Sequence numbers continue where the first source stopped.
+    with open(path, "a") as f:
+        f.write(_lines(104, 106))
+    ev = again.poll()
+    assert ev["ts"].tolist() == [104, 105] and ev["seq"].tolist() == [19, 20]
+    # And a position taken after the rotation resumes in the new file.
+    pos2 = again.position
+    again.close()
+    with open(path, "a") as f:
+        f.write(_lines(106, 108))
+    third = FileTailSource(path, resume=pos2)
+    assert _drain(third) == [106, 107]
+    assert third.dead_letter.total == 0
+    third.close()
+
+
+def test_file_position_csv_resume_reads_the_header_again(tmp_path):
+    path = tmp_path / "intel.csv"
+    path.write_text("ts,station,title\n1,0,a\n2,0,b\n3,0,c\n")
+    src = FileTailSource(path)
+    assert src.poll(2)["ts"].tolist() == [1, 2]
+    pos = src.position
+    src.close()
+    with open(path, "a") as f:
+        f.write("4,0,d\n")
+    again = FileTailSource(path, resume=pos.to_dict())
+    assert _drain(again) == [3, 4] and again.dead_letter.total == 0
+    again.close()
+
+
+def test_file_position_when_the_rotated_file_is_gone_or_truncated(tmp_path):
+    path = tmp_path / "intel.jsonl"
+    path.write_text(_lines(0, 6))
+    src = FileTailSource(path)
+    src.poll(2)
+    pos = src.position
+    src.close()
+    # Rotated and deleted: the rest of the old file cannot be read; said so, and the new file is read.
+    os.unlink(path)
+    path.write_text(_lines(50, 52))
+    again = FileTailSource(path, resume=pos)
+    assert _drain(again) == [50, 51]
+    assert again.dead_letter.counts == {"file rotated away before resume": 1}
+    again.close()
+    # Truncated in place below the offset (copytruncate): read from its start.
+    src = FileTailSource(path)
+    src.poll(2)
+    pos = src.position
+    src.close()
+    with open(path, "w") as f:
+        f.write(_lines(60, 61))
+    again = FileTailSource(path, resume=pos)
+    assert _drain(again) == [60] and again.dead_letter.total == 0
+    again.close()
+
+
+def test_file_position_skipping_a_long_line_is_kept(tmp_path):
+    path = tmp_path / "intel.jsonl"
+    path.write_bytes(b'{"ts": 1, "title": "a"}\n' + b"x" * 300)  # a too-long line, still without its newline
+    src = FileTailSource(path, max_line_bytes=100)
+    assert src.poll()["ts"].tolist() == [1]
+    with open(path, "ab") as f:
+        f.write(b"x" * 10)  # still no newline: now it is known to be too long
+    assert src.poll().shape == (0,)
+    pos = src.position
+    assert pos.skipping and src.dead_letter.counts == {"line too long": 1}
+    src.close()
+    with open(path, "ab") as f:
+        f.write(b"y" * 50 + b'\n{"ts": 2, "title": "b"}\n')
+    again = FileTailSource(path, resume=pos, max_line_bytes=100)
+    assert _drain(again) == [2] and again.dead_letter.total == 0  # the long line is not dead-lettered again
+    again.close()
+
+
+@pytest.mark.parametrize("bad", [{"inode": 1}, {"device": 1, "inode": 1, "offset": -1, "line": 0}, "pos", 3])
+def test_file_position_bad_resume_is_refused(tmp_path, bad):
+    with pytest.raises((TypeError, ValueError), match="position"):
+        FileTailSource(tmp_path / "x.jsonl", resume=bad)

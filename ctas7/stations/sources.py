@@ -28,6 +28,7 @@ import socket
 import time
 import urllib.request
 from collections import OrderedDict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -41,6 +42,7 @@ __all__ = [
     "Source",
     "SyntheticSource",
     "FileTailSource",
+    "FilePosition",
     "FeedSource",
     "UdpSource",
     "open_source",
@@ -233,8 +235,79 @@ class SyntheticSource(Source):
 # ---------------------------------------------------------------------------
 
 
+_HEAD_BYTES = 1024
+
+
+def _head(fd: int, n: int) -> int:
+    import zlib
+
+    return zlib.crc32(os.pread(fd, n, 0)) if n else 0
+
+
+@dataclass(frozen=True)
+class FilePosition:
+    """Where a :class:`FileTailSource` has got to: enough to resume exactly, across rotation.
+
+    Parameters
+    ----------
+    device, inode : int
+        The file being read (``os.stat``): after a rotation the path names
+        another file, and this one is found again by its inode.
+    offset : int
+        Byte offset of the first byte not yet consumed (a partial last line
+        is not consumed: it is read again on resume).
+    line : int
+        Lines consumed in that file (dead-letter positions continue from it).
+    seq : int
+        Events the source has produced (sequence numbers continue from it).
+    skipping : bool
+        Inside a line longer than ``max_line_bytes`` whose start was already
+        dead-lettered (the rest of it is skipped, not dead-lettered again).
+    head, head_len : int
+        CRC-32 of the file's first ``head_len`` bytes (up to 1,024, never
+        past ``offset``): a file deleted while the source was down may leave
+        its inode number to a new file, which this tells apart.
+
+    Examples
+    --------
+    >>> p = FilePosition(device=1, inode=2, offset=30, line=3, seq=2)
+    >>> FilePosition.from_dict(p.to_dict()) == p
+    True
+    """
+
+    device: int
+    inode: int
+    offset: int
+    line: int
+    seq: int = 0
+    skipping: bool = False
+    head: int = 0
+    head_len: int = 0
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (:meth:`from_dict` reads it back)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FilePosition":
+        """The inverse of :meth:`to_dict`; a clear error on anything else."""
+        if isinstance(d, cls):
+            return d
+        if not isinstance(d, dict):
+            raise TypeError(f"a file position is a dict or FilePosition, got {type(d).__name__}")
+        try:
+            p = cls(device=int(d["device"]), inode=int(d["inode"]), offset=int(d["offset"]), line=int(d["line"]),
+                    seq=int(d.get("seq", 0)), skipping=bool(d.get("skipping", False)), head=int(d.get("head", 0)),
+                    head_len=int(d.get("head_len", 0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a file position: {d!r} ({exc})") from None
+        if min(p.offset, p.line, p.seq, p.head_len) < 0 or p.head_len > min(p.offset, _HEAD_BYTES):
+            raise ValueError(f"file position fields must be >= 0: {d!r}")
+        return p
+
+
 class FileTailSource(Source):
-    """Follow a JSONL or CSV file as it grows, across rotation.
+    """Follow a JSONL or CSV file as it grows, across rotation, resumable from a :class:`FilePosition`.
 
     Complete lines are parsed; a partial last line waits for its newline.
     Rotation (a new inode at the path, or the file shrinking) is detected on
@@ -244,11 +317,52 @@ class FileTailSource(Source):
     arrival time. Lines longer than ``max_line_bytes``, bad UTF-8, invalid
     JSON, non-object JSON and CSV rows of the wrong width are dead-lettered
     with the file and line number.
+
+    **Restart.** :attr:`position` is what the polls so far have consumed;
+    a new source given it as ``resume`` returns exactly the lines after it,
+    none twice. If the path names another file by then (it was rotated),
+    the old file is looked for by its inode in the same directory (where
+    ``mv log log.1`` leaves it), its rest is read, then the new file from
+    its start. If the old file is gone, that is dead-lettered (reason
+    ``"file rotated away before resume"``) and the new file is read from
+    its start; if the file shrank below the offset (truncated in place), it
+    is read from its start.
+
+    Parameters
+    ----------
+    path : path-like
+    fmt : {"jsonl", "csv"}, optional
+        By default from the suffix (``.csv``: CSV, anything else JSONL).
+    from_start : bool
+        Without ``resume``: read what the file holds already (default), or
+        only what is appended from now on.
+    resume : FilePosition or dict, optional
+        Continue after this position (from :attr:`position`).
+    max_line_bytes : int
+    **kw
+        :class:`Source` arguments (``station``, ``dead_letter``, ...).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "intel.jsonl")
+    >>> _ = open(path, "w").write('{"ts": 1, "title": "port scan"}\\n{"ts": 2, "title": "exfil"}\\n')
+    >>> src = FileTailSource(path)
+    >>> src.poll(1)["ts"].tolist()
+    [1]
+    >>> pos = src.position
+    >>> src.close()
+    >>> os.rename(path, path + ".1")  # rotated before the restart
+    >>> _ = open(path, "w").write('{"ts": 3, "title": "beacon"}\\n')
+    >>> again = FileTailSource(path, resume=pos)
+    >>> again.poll()["ts"].tolist(), again.poll()["ts"].tolist()
+    ([2], [3])
+    >>> again.close()
     """
 
     name = "file"
 
-    def __init__(self, path, *, fmt: str | None = None, from_start: bool = True,
+    def __init__(self, path, *, fmt: str | None = None, from_start: bool = True, resume=None,
                  max_line_bytes: int = MAX_LINE_BYTES, **kw):
         super().__init__(**kw)
         self.path = Path(path)
@@ -259,11 +373,33 @@ class FileTailSource(Source):
         self.from_start = from_start
         self.max_line_bytes = max_line_bytes
         self.name = f"file:{self.path}"
+        self._resume = None if resume is None else FilePosition.from_dict(resume)
+        if self._resume is not None:
+            self._seq = self._resume.seq
         self._f = None
         self._buf = b""
         self._line = 0
         self._skipping = False
         self._header = None
+        self._head = (0, 0)  # (crc32, length) of the current file's first bytes, for position
+
+    @property
+    def position(self) -> FilePosition | None:
+        """What the polls so far have consumed (``None`` before the file was first opened).
+
+        Take it between polls; pass it as ``resume`` to a new source to go on
+        from there (after a restart, a crash or a rotation in between).
+        """
+        if self._f is None:
+            return self._resume
+        fd = self._f.fileno()
+        st = os.fstat(fd)
+        offset = self._f.tell() - len(self._buf)
+        n = min(offset, _HEAD_BYTES)
+        if self._head[1] != n:
+            self._head = (_head(fd, n), n)
+        return FilePosition(device=st.st_dev, inode=st.st_ino, offset=offset, line=self._line, seq=self._seq,
+                            skipping=self._skipping, head=self._head[0], head_len=n)
 
     def _open(self, at_end: bool) -> bool:
         try:
@@ -273,6 +409,57 @@ class FileTailSource(Source):
         if at_end:
             f.seek(0, os.SEEK_END)
         self._f, self._buf, self._line, self._skipping, self._header = f, b"", 0, False, None
+        self._head = (0, 0)
+        return True
+
+    def _find_rotated(self, pos: FilePosition):
+        """The file of ``pos`` under another name in the path's directory (where rotation moves it), or None."""
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return None
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_ino == pos.inode and st.st_dev == pos.device and e.is_file(follow_symlinks=False):
+                return e.path
+        return None
+
+    def _open_resume(self) -> bool:
+        """Open where :attr:`_resume` points (first poll of a resumed source)."""
+        pos = self._resume
+        try:
+            st = os.stat(self.path)
+            here = (st.st_dev, st.st_ino) == (pos.device, pos.inode)
+        except FileNotFoundError:
+            here = False
+        where = str(self.path) if here else self._find_rotated(pos)
+        f = None
+        if where is not None:
+            f = open(where, "rb")
+            size = os.fstat(f.fileno()).st_size
+            if size >= pos.head_len and _head(f.fileno(), pos.head_len) != pos.head:
+                f.close()  # the inode number of a deleted file, reused by another: not ours
+                f = None
+        if f is None:
+            if not self._open(at_end=False):
+                return False  # neither file exists (yet): try again at the next poll
+            self.dead_letter.add(self.name, pos.line + 1, "file rotated away before resume",
+                                 json.dumps({"inode": pos.inode, "offset": pos.offset}))
+            self._resume = None
+            return True
+        self._f, self._buf, self._line, self._skipping, self._header = f, b"", 0, False, None
+        self._head = (0, 0)
+        self._resume = None
+        if size < pos.offset:
+            return True  # truncated in place since: read it from the start, like a rotation
+        if self.fmt == "csv" and pos.offset > 0:
+            # The header is the file's first line: read it again (no line of it is counted or emitted twice).
+            self._decode(f.readline().rstrip(b"\r\n"))
+        f.seek(pos.offset)
+        self._line, self._skipping = pos.line, pos.skipping
         return True
 
     def _rotated(self) -> bool:
@@ -284,8 +471,10 @@ class FileTailSource(Source):
         return st.st_ino != own.st_ino or st.st_size < self._f.tell()
 
     def poll(self, max_records: int = 65_536) -> np.ndarray:
-        if self._f is None and not self._open(at_end=not self.from_start):
-            return empty(0)
+        if self._f is None:
+            opened = self._open_resume() if self._resume is not None else self._open(at_end=not self.from_start)
+            if not opened:
+                return empty(0)
         items = self._read_lines(max_records)
         if not items and self._rotated():
             self._f.close()
