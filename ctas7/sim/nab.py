@@ -391,7 +391,8 @@ def _flatten(corpus: NabCorpus, profile: Profile) -> _Flat:
         off += w.size
     return _Flat(np.concatenate(weights) if weights else np.zeros(0),
                  np.concatenate(wins) if wins else np.zeros(0, np.int64),
-                 tuple(bounds), scorable, -profile.fn * scorable, profile.tp * corpus.n_windows, corpus.n_windows)
+                 tuple(bounds), scorable, 0.0 - profile.fn * scorable, profile.tp * corpus.n_windows,
+                 corpus.n_windows)
 
 
 def _per_file(arrays, corpus: NabCorpus, what: str, dtype) -> np.ndarray:
@@ -802,7 +803,9 @@ def print_report(rep: dict, console=None) -> None:
     if rows:
         t.caption = (f"NAB score = 100 (raw - null) / (perfect - null); null {rows[0]['null']:g}, "
                      f"perfect {rows[0]['perfect']:g}. First {c['probation_percent']:.0%} of each file "
-                     "(at most 750 rows) not scored. In-sample: chosen on NAB.")
+                     "(at most 750 rows) not scored. In-sample: chosen on NAB."
+                     + ("" if all(r.get("exhaustive", True) for r in rows)
+                        else " (grid): coarse-to-fine threshold search, not every threshold."))
     console.print(t)
 
 
