@@ -842,3 +842,43 @@ def test_stream_with_matches_equals_matrix_with_evidence(n_nodes, burst):
     assert reference_evaluate(a, None, p, evidence=ev).alarms == alarms.tolist()
     assert alarms.tolist() != evaluate_activity(a, None, p).tolist()
     assert any(c.pattern_matches > 0 for c in convs)
+
+
+# ---------------------------------------------------------------------------
+# Wide (AVX2) and scalar paths give identical bits
+# ---------------------------------------------------------------------------
+
+
+def _meter_outputs(seed):
+    rng = np.random.default_rng(seed)
+    n, T = int(rng.integers(3, 40)), int(rng.integers(40, 200))
+    p = sample(seed, n_nodes=n if seed % 2 else 0)
+    if seed % 3 == 0:
+        p = p.replace(transform="none", common_mode="global")
+    if seed % 4 == 0:
+        p = p.replace(detector="both", cusum_variance=1, common_mode="group")
+    a = rng.poisson(rng.uniform(0.5, 30, n), (T, n)).astype(np.float32)
+    a[T // 2:T // 2 + 4, : n // 3] *= 3
+    a[rng.integers(0, T, 3), rng.integers(0, n, 3)] = np.nan
+    g = np.arange(n) % 3
+    ev = (rng.random((T, n)) < 0.03).astype(np.uint32)
+    out = [evaluate_activity(a, g, p).tolist(),
+           evaluate_activity(a, g, p.replace(pattern_bonus=3.0), evidence=ev).tolist(),
+           score_series(a[:, 0], p).tobytes()]
+    core = _meter.MeterCore(p.compile(), g, n)
+    for row in a:
+        out.append((core.step(row), core.scores().tobytes(), core.array("state").tobytes(), core.window_count))
+    out.extend(core.array(name).tobytes() for name, _ in _meter._STATE_ARRAYS)
+    return out
+
+
+@pytest.mark.skipif(_meter._wide_paths() == (False, False), reason="no AVX2 on this CPU (or CTAS7_SIMD=scalar)")
+def test_wide_paths_match_scalar():
+    wide = [_meter_outputs(seed) for seed in range(60)]
+    try:
+        assert _meter._wide_paths(row=False, series=False) == (False, False)
+        narrow = [_meter_outputs(seed) for seed in range(60)]
+    finally:
+        _meter._wide_paths(row=True, series=True)
+    for seed, (w, s) in enumerate(zip(wide, narrow)):
+        assert w == s, f"seed {seed}"

@@ -35,6 +35,46 @@ cdef extern from "ctas7/meter.h" nogil:
     void ctas7_meter_series_residual_avx(const float* y, const float* mb, const float* vb, Py_ssize_t n,
                                           double pf, double vf, int tr, double* zr)
     int CTAS7_METER_HAVE_AVX
+
+    enum:
+        CTAS7_ROW_RAW
+        CTAS7_ROW_CRAW
+        CTAS7_ROW_CUP
+        CTAS7_ROW_DPOS
+        CTAS7_ROW_DNEG
+        CTAS7_ROW_WARM
+
+    ctypedef struct ctas7_meter_row_cfg:
+        uint32_t min_samples
+        int transform
+        int common_mode
+        int detector
+        int cusum_variance
+        double var_floor
+        double poisson_floor
+        double smoothing
+        double smooth_norm
+        double cusum_k
+
+    ctypedef struct ctas7_meter_row:
+        const float* y
+        const double* fac
+        const float* mean
+        const float* var
+        const uint32_t* count
+        const double* hthr
+        const double* z2thr
+        float* upd
+        float* cup
+        float* cdn
+        float* cvr
+        float* zsm
+        double* z2
+        uint8_t* flags
+
+    void ctas7_meter_row_scalar(const ctas7_meter_row_cfg* cfg, const ctas7_meter_row* r, Py_ssize_t n)
+    void ctas7_meter_row_avx2(const ctas7_meter_row_cfg* cfg, const ctas7_meter_row* r, Py_ssize_t n)
+    int CTAS7_METER_HAVE_ROW_AVX2
     void ctas7_meter_series_chains(const double* zr, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
                                    ctas7_meter_series_state* st, float* z, float* s)
 
@@ -131,6 +171,8 @@ ctypedef struct meter_state_t:
     int32_t* cm_gstart
     float* upd            # the row the baselines take in (transformed, de-common-moded)
     float* ybuf           # this tick's scored values
+    double* z2            # this tick's z^2 per node (ctas7_meter_row)
+    uint8_t* flags        # this tick's CTAS7_ROW_* flags per node
     float* zsm            # smoothed standardised residual
     float* cup            # one-sided CUSUMs of the standardised residual (up / down)
     float* cdn

@@ -24,6 +24,27 @@ cdef extern from *:
     """
     double CTAS7_METER_SQRT1_2
 
+from ctas7._core._kernels cimport CTAS7_SIMD_AVX2, ctas7_simd_supported
+from ctas7._core import _kernels
+
+# AVX2 without FMA: the same double operations as the scalar code, 4 at a time
+# (identical bits), used when the kernels' active variant is AVX2 or wider
+# (CTAS7_SIMD=scalar forces the scalar loops here too).
+cdef int _wide = (_kernels.simd_info()["active"] != "scalar") and ctas7_simd_supported(CTAS7_SIMD_AVX2)
+cdef int _row_avx2 = CTAS7_METER_HAVE_ROW_AVX2 and _wide
+cdef int _series_avx = CTAS7_METER_HAVE_AVX and _wide
+
+
+def _wide_paths(row=None, series=None):
+    """Whether the AVX2 row and series paths are in use; ``row`` / ``series``
+    switch one off (False) or back on where supported (tests compare them)."""
+    global _row_avx2, _series_avx
+    if row is not None:
+        _row_avx2 = bool(row) and CTAS7_METER_HAVE_ROW_AVX2 and _wide
+    if series is not None:
+        _series_avx = bool(series) and CTAS7_METER_HAVE_AVX and _wide
+    return bool(_row_avx2), bool(_series_avx)
+
 DEF KIND_CONTROL_BASE = 0xFF00
 DEF DECAY_TABLE = 256
 DEF CM_MIN_NODES = 3      # eligible nodes needed for a common-mode median
@@ -185,6 +206,7 @@ cdef void _state_free(meter_state_t* st) noexcept nogil:
     free(st.state); free(st.state_age); free(st.x1); free(st.x2)
     free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
     free(st.thrbits); free(st.cm_buf); free(st.cm_fac); free(st.cm_gcount); free(st.cm_gstart)
+    free(st.z2); free(st.flags)
     free(st.upd); free(st.ybuf); free(st.zsm); free(st.cup); free(st.cdn); free(st.cvr); free(st.hthr); free(st.mwin); free(st.mq_tick); free(st.mq_node)
     free(st.active); free(st.gpos); free(st.gneg); free(st.gtouched); free(st.gmark)
     free(st.fired_tick); free(st.fired_count); free(st.fired_conf); free(st.fired_off)
@@ -240,7 +262,9 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.cup, sizeof(float), cap)
             or _realloc(<void**>&st.cdn, sizeof(float), cap)
             or _realloc(<void**>&st.cvr, sizeof(float), cap)
-            or _realloc(<void**>&st.hthr, sizeof(double), cap)):
+            or _realloc(<void**>&st.hthr, sizeof(double), cap)
+            or _realloc(<void**>&st.z2, sizeof(double), cap)
+            or _realloc(<void**>&st.flags, sizeof(uint8_t), cap)):
         return -1
     if st.use_mwin:
         if _realloc(<void**>&st.mwin, sizeof(uint32_t), cap):
@@ -511,16 +535,18 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef int64_t lo = t - cfg.window_ticks + 1
     cdef int64_t age
     cdef float x
-    cdef double y, f, e, m, ve, fl, d, z2, zz, zr = 0.0, w, dec, total, pos, neg, conf, su, sd, cap, hthr_i
-    # Locals: extensions build with -fno-strict-aliasing, so every float store
+    cdef double z2, zz, w, dec, total, pos, neg, conf
+    # Locals: extensions build with -fno-strict-aliasing, so every store
     # would otherwise reload these pointers from the state struct.
-    cdef float* cup = st.cup
-    cdef float* cdn = st.cdn
-    cdef float* cvr = st.cvr
-    cdef const double* hthr = st.hthr
+    cdef const uint8_t* flags = st.flags
+    cdef uint32_t* hist = st.hist
+    cdef int track = st.track
+    cdef int use_bonus = st.use_mwin and cfg.detector != 1
+    cdef ctas7_meter_row_cfg rc
+    cdef ctas7_meter_row rw
     cdef uint32_t h, c, n_dom
-    cdef int raw, craw, cdir, hot, converged, fired, dom
-    cdef uint8_t cand, s
+    cdef int raw, craw, hot, converged, fired, dom
+    cdef uint8_t cand, s, fl8
     cdef int32_t g
 
     # Expire window members first so a node re-entering is listed once.
@@ -539,81 +565,52 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     if cfg.common_mode:
         _common_mode(st, cfg)
 
+    # Per-node arithmetic for the whole row (4 nodes a step with AVX2).
+    rw.y = st.ybuf
+    rw.fac = st.cm_fac
+    rw.mean = st.mean
+    rw.var = st.var
+    rw.count = st.count
+    rw.hthr = st.hthr
+    rw.z2thr = st.z2thr
+    rw.upd = st.upd
+    rw.cup = st.cup
+    rw.cdn = st.cdn
+    rw.cvr = st.cvr
+    rw.zsm = st.zsm
+    rw.z2 = st.z2
+    rw.flags = st.flags
+    rc.min_samples = cfg.min_samples
+    rc.transform = cfg.transform
+    rc.common_mode = cfg.common_mode
+    rc.detector = cfg.detector
+    rc.cusum_variance = cfg.cusum_variance
+    rc.var_floor = cfg.var_floor
+    rc.poisson_floor = cfg.poisson_floor
+    rc.smoothing = cfg.smoothing
+    rc.smooth_norm = cfg.smooth_norm
+    rc.cusum_k = cfg.cusum_k
+    if _row_avx2:
+        ctas7_meter_row_avx2(&rc, &rw, n)
+    else:
+        ctas7_meter_row_scalar(&rc, &rw, n)
+
     for i in range(n):
-        x = row[i]
-        y = st.ybuf[i]
-        if cfg.common_mode:
-            f = st.cm_fac[i]
-            st.upd[i] = <float>(y / f)
-        else:
-            f = 1.0
-            st.upd[i] = <float>y
-        c = st.count[i]
-        raw = 0
-        craw = 0
-        cdir = 0
-        z2 = 0.0
-        d = 0.0
-        if c >= cfg.min_samples:
-            m = st.mean[i]
-            e = m * f
-            ve = <double>st.var[i] * f * f
-            fl = cfg.poisson_floor * (1.0 if cfg.transform else fabs(e))
-            if fl < cfg.var_floor:
-                fl = cfg.var_floor
-            if not (ve >= fl):
-                ve = fl
-            d = y - e
-            if cfg.detector:
-                # One-sided CUSUMs of the raw standardised residual, capped at 2h.
-                zr = d / sqrt(ve)
-                hthr_i = hthr[i]
-                cap = 2.0 * hthr_i
-                zz = zr
-                if zz == zz:
-                    su = cup[i] + zz - cfg.cusum_k
-                    su = 0.0 if su < 0.0 else (cap if su > cap else su)
-                    cup[i] = <float>su
-                    su = cdn[i] - zz - cfg.cusum_k
-                    su = 0.0 if su < 0.0 else (cap if su > cap else su)
-                    cdn[i] = <float>su
-                    if cfg.cusum_variance:
-                        sd = zz * zz
-                        if not (sd <= VAR_CLIP):
-                            sd = VAR_CLIP
-                        su = cvr[i] + (sd - 1.0) * CTAS7_METER_SQRT1_2 - cfg.cusum_k
-                        su = 0.0 if su < 0.0 else (cap if su > cap else su)
-                        cvr[i] = <float>su
-                # Branch-free: the larger side decides (when S- wins, S- > S+ >= 0).
-                su = cup[i]
-                sd = cdn[i]
-                cdir = <int>(su >= sd)
-                su = su if cdir else sd
-                craw = (<int>(su > 0.0)) & (<int>(su >= hthr_i))
-                cdir = 2 * cdir - 1
-                if not craw and cfg.cusum_variance and cvr[i] > 0.0 and cvr[i] >= hthr_i:
-                    craw = 1
-                    cdir = 1
-            if cfg.smoothing < 1.0:
-                zz = zr if cfg.detector else d / sqrt(ve)
-                if zz == zz:
-                    zz = (1.0 - cfg.smoothing) * st.zsm[i] + cfg.smoothing * zz
-                    st.zsm[i] = <float>zz
-                    d = <double>st.zsm[i] * cfg.smooth_norm
-                z2 = d * d
-            else:
-                z2 = d * d / ve
-            if cfg.detector != 1:
-                raw = z2 >= st.z2thr[i]
-                if not raw and st.use_mwin and st.mwin[i] and z2 == z2:
-                    raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
-        h = ((st.hist[i] << 1) | <uint32_t>(raw or craw)) & cfg.persist_mask
-        st.hist[i] = h
+        fl8 = flags[i]
+        raw = fl8 & CTAS7_ROW_RAW
+        craw = fl8 & CTAS7_ROW_CRAW
+        z2 = st.z2[i]
+        if (not raw and use_bonus and (fl8 & CTAS7_ROW_WARM) and st.mwin[i] and z2 == z2):
+            raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
+        h = ((hist[i] << 1) | <uint32_t>(raw != 0 or craw != 0)) & cfg.persist_mask
+        hist[i] = h
+        if h == 0 and not track:
+            continue  # not hot, nothing raw: no direction, window or state to update
         hot = popcount32(h) >= cfg.persist_m
         if raw:
-            st.hot_dir[i] = 1 if d > 0.0 else -1
+            st.hot_dir[i] = 1 if fl8 & CTAS7_ROW_DPOS else -1
         elif craw:
-            st.hot_dir[i] = cdir
+            st.hot_dir[i] = 1 if fl8 & CTAS7_ROW_CUP else -1
             raw = 1
         if hot:
             if st.last_hot[i] < lo:
@@ -621,9 +618,11 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
                 st.active[st.n_active] = <int32_t>i
                 st.n_active += 1
             st.last_hot[i] = t
-        if st.track:
+        if track:
+            x = row[i]
+            c = st.count[i]
             zz = sqrt(z2) if z2 == z2 else 0.0
-            if d < 0.0:
+            if fl8 & CTAS7_ROW_DNEG:
                 zz = -zz
             st.last_z[i] = <float>zz
             if raw:
@@ -1292,9 +1291,7 @@ def cusum_score(double s, double k):
 
 DEF SERIES_CHUNK = 1024   # values per block: the block's scratch (24 KiB) stays in L1
 
-from ctas7._core._kernels cimport CTAS7_SIMD_AVX2, ctas7_simd_supported
 
-cdef int _series_avx = CTAS7_METER_HAVE_AVX and ctas7_simd_supported(CTAS7_SIMD_AVX2)
 
 
 def score_series(const float[::1] values,  # IN
@@ -1314,7 +1311,8 @@ def score_series(const float[::1] values,  # IN
     cdef ctas7_meter_series_cfg sc
     cdef ctas7_meter_series_state ss
     cdef const meter_cfg_t* cfg = &config.cfg
-    cdef double h = cfg.cusum_h, h0 = cfg.cusum_h0, off_bits = cfg.cusum_offset, b
+    cdef double h = cfg.cusum_h, h0 = cfg.cusum_h0, off_bits = cfg.cusum_offset, b = 0.0
+    cdef float s_last = -1.0
     cdef float* buf
     cdef float* ybuf
     cdef float* zbuf
@@ -1380,7 +1378,9 @@ def score_series(const float[::1] values,  # IN
                 if cfg.detector:
                     for t in range(first, m):
                         if sbuf[t] > 0.0 and sbuf[t] >= h0:
-                            b = cusum_bits(sbuf[t], cfg.cusum_k) - off_bits
+                            if sbuf[t] != s_last:  # a CUSUM held at its cap repeats its value
+                                s_last = sbuf[t]
+                                b = cusum_bits(s_last, cfg.cusum_k) - off_bits
                             if b > o[off + t]:
                                 o[off + t] = <float>b
             off += m

@@ -259,6 +259,245 @@ static inline void ctas7_meter_series_chains(const double *restrict zr, ptrdiff_
     st->cvr = cvr;
 }
 
+/* ------------------------------------------------------------------------
+ * One tick, every node: the per-node arithmetic of _close_tick
+ * ------------------------------------------------------------------------
+ *
+ * Everything of a closed tick that does not depend on other nodes or on the
+ * node's history bits: residual against the (common-mode scaled) baseline,
+ * CUSUMs, smoothing, z^2 and the two hot tests. The rest of the tick
+ * (persistence, direction, window, states) reads `flags` and `z2`. The AVX2
+ * variant does four nodes per step with the same double operations in the
+ * same order (no FMA), so both give identical bits. */
+
+enum {
+    CTAS7_ROW_RAW = 1,     /* surprisal test: z^2 >= z2thr */
+    CTAS7_ROW_CRAW = 2,    /* CUSUM test */
+    CTAS7_ROW_CUP = 4,     /* CUSUM direction up */
+    CTAS7_ROW_DPOS = 8,    /* d > 0 */
+    CTAS7_ROW_DNEG = 16,   /* d < 0 */
+    CTAS7_ROW_WARM = 32    /* count >= min_samples */
+};
+
+typedef struct {
+    uint32_t min_samples;
+    int transform;
+    int common_mode;
+    int detector;
+    int cusum_variance;
+    double var_floor;
+    double poisson_floor;
+    double smoothing;
+    double smooth_norm;
+    double cusum_k;
+} ctas7_meter_row_cfg;
+
+typedef struct {
+    const float *y;        /* scored values (transformed) */
+    const double *fac;     /* common-mode factor (common_mode only) */
+    const float *mean, *var;
+    const uint32_t *count;
+    const double *hthr, *z2thr;
+    float *upd;            /* OUT: the value the baseline takes in */
+    float *cup, *cdn, *cvr, *zsm;  /* IN/OUT */
+    double *z2;            /* OUT */
+    uint8_t *flags;        /* OUT */
+} ctas7_meter_row;
+
+static inline void ctas7_meter_row1(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, ptrdiff_t i)
+{
+    const double y = (double)r->y[i];
+    double f = 1.0, z2 = 0.0, d = 0.0, zr = 0.0;
+    int fl8 = 0;
+    if (cfg->common_mode) {
+        f = r->fac[i];
+        r->upd[i] = (float)(y / f);
+    } else {
+        r->upd[i] = r->y[i];
+    }
+    if (r->count[i] >= cfg->min_samples) {
+        const double e = (double)r->mean[i] * f;
+        double ve = (double)r->var[i] * f * f;
+        double fl = cfg->poisson_floor * (cfg->transform ? 1.0 : fabs(e));
+        if (fl < cfg->var_floor)
+            fl = cfg->var_floor;
+        if (!(ve >= fl))
+            ve = fl;
+        d = y - e;
+        fl8 = CTAS7_ROW_WARM;
+        if (cfg->detector) {
+            const double h = r->hthr[i], cap = 2.0 * h, k = cfg->cusum_k;
+            zr = d / sqrt(ve);
+            if (zr == zr) {
+                double su = (double)r->cup[i] + zr - k;
+                su = su < 0.0 ? 0.0 : (su > cap ? cap : su);
+                r->cup[i] = (float)su;
+                su = (double)r->cdn[i] - zr - k;
+                su = su < 0.0 ? 0.0 : (su > cap ? cap : su);
+                r->cdn[i] = (float)su;
+                if (cfg->cusum_variance) {
+                    double q = zr * zr;
+                    if (!(q <= 4.0))
+                        q = 4.0;
+                    su = (double)r->cvr[i] + (q - 1.0) * 0.70710678118654752440 - k;
+                    su = su < 0.0 ? 0.0 : (su > cap ? cap : su);
+                    r->cvr[i] = (float)su;
+                }
+            }
+            double su = r->cup[i], sd = r->cdn[i];
+            const int up = su >= sd;
+            su = up ? su : sd;
+            int craw = (su > 0.0) & (su >= h);
+            int cup = up;
+            if (!craw && cfg->cusum_variance && r->cvr[i] > 0.0f && (double)r->cvr[i] >= h) {
+                craw = 1;
+                cup = 1;
+            }
+            fl8 |= (craw ? CTAS7_ROW_CRAW : 0) | (cup ? CTAS7_ROW_CUP : 0);
+        }
+        if (cfg->smoothing < 1.0) {
+            double zz = cfg->detector ? zr : d / sqrt(ve);
+            if (zz == zz) {
+                zz = (1.0 - cfg->smoothing) * (double)r->zsm[i] + cfg->smoothing * zz;
+                r->zsm[i] = (float)zz;
+                d = (double)r->zsm[i] * cfg->smooth_norm;
+            }
+            z2 = d * d;
+        } else {
+            z2 = d * d / ve;
+        }
+        if (cfg->detector != 1 && z2 >= r->z2thr[i])
+            fl8 |= CTAS7_ROW_RAW;
+        fl8 |= (d > 0.0 ? CTAS7_ROW_DPOS : 0) | (d < 0.0 ? CTAS7_ROW_DNEG : 0);
+    }
+    r->z2[i] = z2;
+    r->flags[i] = (uint8_t)fl8;
+}
+
+static inline void ctas7_meter_row_scalar(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r,
+                                          ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; ++i)
+        ctas7_meter_row1(cfg, r, i);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* 4 floats -> 4 doubles; masked lanes keep `old` */
+#define CTAS7_ROW_LD(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+
+__attribute__((target("avx2"))) static void
+ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, ptrdiff_t n)
+{
+    const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+    const __m256d vpf = _mm256_set1_pd(cfg->poisson_floor), vvf = _mm256_set1_pd(cfg->var_floor);
+    const __m256d vk = _mm256_set1_pd(cfg->cusum_k), four = _mm256_set1_pd(4.0);
+    const __m256d rs2 = _mm256_set1_pd(0.70710678118654752440), two = _mm256_set1_pd(2.0);
+    const __m256d sm = _mm256_set1_pd(cfg->smoothing), sm1 = _mm256_set1_pd(1.0 - cfg->smoothing);
+    const __m256d norm = _mm256_set1_pd(cfg->smooth_norm);
+    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    const __m128i msv = _mm_set1_epi32((int)cfg->min_samples);
+    const int det = cfg->detector, cv = cfg->cusum_variance, tr = cfg->transform;
+    const int smooth = cfg->smoothing < 1.0, cm = cfg->common_mode;
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m128i c = _mm_loadu_si128((const __m128i *)(r->count + i));
+        /* c >= min_samples, unsigned: max(c, ms) == c */
+        const __m128i w32 = _mm_cmpeq_epi32(_mm_max_epu32(c, msv), c);
+        if (_mm_testz_si128(w32, w32)) { /* no warm node: only upd and zeros */
+            for (ptrdiff_t j = i; j < i + 4; ++j)
+                ctas7_meter_row1(cfg, r, j);
+            continue;
+        }
+        const __m256d warm = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(w32));
+        const __m256d y = CTAS7_ROW_LD(r->y + i);
+        __m256d f = one;
+        if (cm) {
+            f = _mm256_loadu_pd(r->fac + i);
+            _mm_storeu_ps(r->upd + i, _mm256_cvtpd_ps(_mm256_div_pd(y, f)));
+        } else {
+            _mm_storeu_ps(r->upd + i, _mm_loadu_ps(r->y + i));
+        }
+        const __m256d e = _mm256_mul_pd(CTAS7_ROW_LD(r->mean + i), f);
+        __m256d ve = _mm256_mul_pd(_mm256_mul_pd(CTAS7_ROW_LD(r->var + i), f), f);
+        __m256d fl = tr ? vpf : _mm256_mul_pd(vpf, _mm256_and_pd(e, absm));
+        fl = _mm256_max_pd(vvf, fl);   /* fl < vf ? vf : fl */
+        ve = _mm256_max_pd(ve, fl);    /* ve >= fl ? ve : fl (NaN ve -> fl) */
+        __m256d d = _mm256_sub_pd(y, e);
+        const __m256d sq = _mm256_sqrt_pd(ve);
+        __m256d zr = zero;
+        int fl8[4] = {0, 0, 0, 0};
+        if (det || smooth)
+            zr = _mm256_div_pd(d, sq);
+        if (det) {
+            const __m256d h = _mm256_loadu_pd(r->hthr + i), cap = _mm256_mul_pd(two, h);
+            const __m256d ok = _mm256_and_pd(warm, _mm256_cmp_pd(zr, zr, _CMP_ORD_Q));
+            __m256d cu = CTAS7_ROW_LD(r->cup + i), cd = CTAS7_ROW_LD(r->cdn + i);
+            __m256d su = _mm256_sub_pd(_mm256_add_pd(cu, zr), vk);
+            su = _mm256_min_pd(cap, _mm256_max_pd(zero, su)); /* su < 0 ? 0 : (su > cap ? cap : su) */
+            cu = _mm256_blendv_pd(cu, _mm256_cvtps_pd(_mm256_cvtpd_ps(su)), ok);
+            su = _mm256_sub_pd(_mm256_sub_pd(cd, zr), vk);
+            su = _mm256_min_pd(cap, _mm256_max_pd(zero, su));
+            cd = _mm256_blendv_pd(cd, _mm256_cvtps_pd(_mm256_cvtpd_ps(su)), ok);
+            _mm_storeu_ps(r->cup + i, _mm256_cvtpd_ps(cu));
+            _mm_storeu_ps(r->cdn + i, _mm256_cvtpd_ps(cd));
+            const __m256d upm = _mm256_cmp_pd(cu, cd, _CMP_GE_OQ);
+            const __m256d top = _mm256_blendv_pd(cd, cu, upm);
+            __m256d craw = _mm256_and_pd(_mm256_cmp_pd(top, zero, _CMP_GT_OQ), _mm256_cmp_pd(top, h, _CMP_GE_OQ));
+            __m256d cupm = upm;
+            if (cv) {
+                __m256d cr = CTAS7_ROW_LD(r->cvr + i);
+                __m256d q = _mm256_mul_pd(zr, zr);
+                q = _mm256_blendv_pd(four, q, _mm256_cmp_pd(q, four, _CMP_LE_OQ)); /* !(q <= 4) -> 4 */
+                su = _mm256_sub_pd(_mm256_add_pd(cr, _mm256_mul_pd(_mm256_sub_pd(q, one), rs2)), vk);
+                su = _mm256_min_pd(cap, _mm256_max_pd(zero, su));
+                cr = _mm256_blendv_pd(cr, _mm256_cvtps_pd(_mm256_cvtpd_ps(su)), ok);
+                _mm_storeu_ps(r->cvr + i, _mm256_cvtpd_ps(cr));
+                const __m256d vh = _mm256_andnot_pd(craw, _mm256_and_pd(_mm256_cmp_pd(cr, zero, _CMP_GT_OQ),
+                                                                         _mm256_cmp_pd(cr, h, _CMP_GE_OQ)));
+                craw = _mm256_or_pd(craw, vh);
+                cupm = _mm256_or_pd(cupm, vh);
+            }
+            const int mc = _mm256_movemask_pd(_mm256_and_pd(craw, warm));
+            const int mu = _mm256_movemask_pd(cupm);
+            for (int j = 0; j < 4; ++j)
+                fl8[j] |= ((mc >> j) & 1 ? CTAS7_ROW_CRAW : 0) | ((mu >> j) & 1 ? CTAS7_ROW_CUP : 0);
+        }
+        __m256d z2;
+        if (smooth) {
+            const __m256d ok = _mm256_and_pd(warm, _mm256_cmp_pd(zr, zr, _CMP_ORD_Q));
+            __m256d zs = CTAS7_ROW_LD(r->zsm + i);
+            const __m256d nz = _mm256_cvtps_pd(_mm256_cvtpd_ps(
+                _mm256_add_pd(_mm256_mul_pd(sm1, zs), _mm256_mul_pd(sm, zr))));
+            zs = _mm256_blendv_pd(zs, nz, ok);
+            _mm_storeu_ps(r->zsm + i, _mm256_cvtpd_ps(zs));
+            d = _mm256_blendv_pd(d, _mm256_mul_pd(zs, norm), ok);
+            z2 = _mm256_mul_pd(d, d);
+        } else {
+            z2 = _mm256_div_pd(_mm256_mul_pd(d, d), ve);
+        }
+        z2 = _mm256_and_pd(z2, warm);
+        _mm256_storeu_pd(r->z2 + i, z2);
+        int mr = 0;
+        if (det != 1)
+            mr = _mm256_movemask_pd(_mm256_and_pd(warm, _mm256_cmp_pd(z2, _mm256_loadu_pd(r->z2thr + i), _CMP_GE_OQ)));
+        const int mp = _mm256_movemask_pd(_mm256_and_pd(warm, _mm256_cmp_pd(d, zero, _CMP_GT_OQ)));
+        const int mn = _mm256_movemask_pd(_mm256_and_pd(warm, _mm256_cmp_pd(d, zero, _CMP_LT_OQ)));
+        const int mw = _mm256_movemask_pd(warm);
+        for (int j = 0; j < 4; ++j)
+            r->flags[i + j] = (uint8_t)(fl8[j] | ((mr >> j) & 1 ? CTAS7_ROW_RAW : 0)
+                                        | ((mp >> j) & 1 ? CTAS7_ROW_DPOS : 0)
+                                        | ((mn >> j) & 1 ? CTAS7_ROW_DNEG : 0)
+                                        | ((mw >> j) & 1 ? CTAS7_ROW_WARM : 0));
+    }
+    for (; i < n; ++i)
+        ctas7_meter_row1(cfg, r, i);
+}
+#define CTAS7_METER_HAVE_ROW_AVX2 1
+#else
+#define ctas7_meter_row_avx2 ctas7_meter_row_scalar
+#define CTAS7_METER_HAVE_ROW_AVX2 0
+#endif
+
 #pragma GCC pop_options
 
 #endif /* CTAS7_METER_H */
