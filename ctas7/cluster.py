@@ -67,7 +67,8 @@ import numpy as np
 
 from ctas7.replay import alarm_record
 
-__all__ = ["Cluster", "add_arguments", "run", "parse_count", "parse_duration_ns", "plan_workers"]
+__all__ = ["Cluster", "add_arguments", "run", "parse_count", "parse_duration_ns", "plan_workers", "plan_cpus",
+           "rt_throttling_note"]
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _COUNT_SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
@@ -149,6 +150,65 @@ def plan_workers(threads: int, stations: int, source: str, *, oversubscribe: boo
     return ranges, note
 
 
+def plan_cpus(n_workers: int, pin: bool | None = None, cpus=None):
+    """CPUs for the pipeline loop and for each worker: ``(loop_cpu, [cpus per worker], note)``.
+
+    The loop gets the first usable CPU to itself; the workers share the
+    others round-robin, one each when there are enough. ``pin=None``
+    (auto) pins only when every worker can have a CPU of its own besides
+    the loop's (the default placement of :func:`plan_workers`); ``True``
+    pins whenever there are two CPUs or more; ``False`` never. Without
+    pinning the result is ``(None, [() ...], note)``.
+
+    Why pin by default: left to itself, the scheduler of a small (virtual)
+    machine may put a worker that sleeps between commits on the loop's CPU,
+    where each of its wake-ups preempts the loop (measured here: both on one
+    CPU in every sample, the other idle, ~10,000 involuntary switches/s of
+    the loop, p50 latency 5× higher).
+
+    >>> plan_cpus(1, cpus=[0, 1])
+    (0, [(1,)], 'loop on CPU 0, workers on CPU 1')
+    >>> plan_cpus(2, cpus=[0, 1])[:2]
+    (None, [(), ()])
+    >>> plan_cpus(3, pin=True, cpus=[0, 1, 2])[:2]
+    (0, [(1,), (2,), (1,)])
+    """
+    usable = sorted(cpus if cpus is not None else (os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else
+                                                  range(os.cpu_count() or 1)))
+    if pin is None:
+        pin = n_workers + 1 <= len(usable)
+    if not pin:
+        return None, [()] * n_workers, "not pinned"
+    if len(usable) < 2:
+        return None, [()] * n_workers, f"not pinned (only CPU {usable[0]} usable)"
+    loop, rest = usable[0], usable[1:]
+    per = [(rest[i % len(rest)],) for i in range(n_workers)]
+    used = sorted({c for (c,) in per})
+    return loop, per, f"loop on CPU {loop}, workers on CPU{'s' if len(used) > 1 else ''} {','.join(map(str, used))}"
+
+
+def rt_throttling_note() -> str | None:
+    """What the kernel's RT throttling does to a busy-polling SCHED_FIFO task, or None if it is off.
+
+    The pipeline loop polls without sleeping; under SCHED_FIFO with
+    ``sched_rt_runtime_us`` < ``sched_rt_period_us`` the kernel stops it for
+    the difference every period whenever other tasks want the CPU (measured
+    here with the defaults 950,000/1,000,000: p99 39 ms, maxima 52 ms).
+    """
+    try:
+        with open("/proc/sys/kernel/sched_rt_runtime_us") as f:
+            runtime = int(f.read())
+        with open("/proc/sys/kernel/sched_rt_period_us") as f:
+            period = int(f.read())
+    except (OSError, ValueError):
+        return None
+    if runtime < 0 or runtime >= period:
+        return None
+    return (f"RT throttling is on (sched_rt_runtime_us {runtime} of {period}): the busy-polling loop and workers "
+            f"can be stopped for {(period - runtime) / 1000:g} ms each {period / 1e6:g} s, far above the latency "
+            f"target; --realtime pays off only with RT throttling off")
+
+
 class Cluster:
     """The multi-process runtime behind ``hft-cluster`` (usable from Python).
 
@@ -204,6 +264,23 @@ class Cluster:
         With several paced workers, the longest an idle worker goes without
         committing (a lone stamp if nothing is due), so the watermark keeps
         up at low rates.
+    pin : bool or None
+        Pin the pipeline loop and the workers to CPUs (:func:`plan_cpus`;
+        ``None``: when each can have one of its own). Restored after
+        :meth:`run`.
+    worker_wait : {"auto", "spin", "sleep"}
+        How a paced synthetic worker waits for its next events: ``spin``
+        polls the clock (a busy core, no wake-ups), ``sleep`` sleeps
+        ``worker_sleep`` between commits; ``auto`` spins when the worker is
+        pinned to a CPU of its own. A wake-up from a sleep costs tens of µs
+        to ms on a virtual machine whose idle CPUs halt; the events wait in
+        the worker meanwhile.
+    realtime : int
+        SCHED_FIFO priority for the loop and the workers (0: off). Needs
+        the permission (CAP_SYS_NICE); refused, it is reported in the
+        summary and the run goes on. Two busy-polling SCHED_FIFO tasks on a
+        2-core machine hold off everything else but the kernel's RT
+        throttling share (``/proc/sys/kernel/sched_rt_runtime_us``).
     """
 
     def __init__(self, *, stations: int = 247, workers=((0, 247),), source: str = "synthetic", rate: float = 1e6,
@@ -213,7 +290,7 @@ class Cluster:
                  max_batch: int = 1 << 18, worker_batch: int = 8192, chain=None, metrics: bool = True,
                  idle_sleep: float = 20e-6, max_lag: float = 0.05, max_hold: float = 0.025, spin: float = 200e-6,
                  heartbeat: float = 50e-6, worker_sleep: float = 20e-6, switch_interval: float = 1e-4,
-                 config: dict | None = None):
+                 config: dict | None = None, pin: bool | None = None, worker_wait: str = "auto", realtime: int = 0):
         from ctas7.chain import default_chain
 
         if not rate > 0:
@@ -245,6 +322,17 @@ class Cluster:
                         (self.idle_sleep, "idle_sleep"), (self.max_lag, "max_lag"), (self.worker_sleep, "worker_sleep")):
             if not v >= 0:
                 raise ValueError(f"{what} must be >= 0 seconds, got {v}")
+        if worker_wait not in ("auto", "spin", "sleep"):
+            raise ValueError(f"worker_wait must be 'auto', 'spin' or 'sleep', got {worker_wait!r}")
+        if not 0 <= int(realtime) <= 99:
+            raise ValueError(f"realtime must be a SCHED_FIFO priority in [1, 99] or 0 (off), got {realtime}")
+        self.pin = pin
+        self.worker_wait = worker_wait
+        self.realtime = int(realtime)
+        self.loop_cpu, self.worker_cpus, self.pin_note = plan_cpus(len(self.ranges), pin)
+        spin = worker_wait == "spin" or (worker_wait == "auto" and self.loop_cpu is not None and
+                                         len(set(self.worker_cpus)) == len(self.worker_cpus))
+        self.worker_spin = spin and source == "synthetic" and self.rate != float("inf")
         self.use_metrics = bool(metrics)
         self.config = dict(config or {})
         self.chain = chain if chain is not None else default_chain(params)
@@ -316,10 +404,12 @@ class Cluster:
         first, k = self.ranges[i]
         synthetic = self.source == "synthetic"
         per_worker = None if self.rate == float("inf") else self.rate * k / self.stations
-        dl = None
+        dl = ckpt = None
         if not synthetic:
             self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
             dl = str(self.dead_letter_dir / f"{self.name}-w{i}.jsonl")
+        if self.source.startswith("file:"):
+            ckpt = str(self._checkpoint_path(i))
         period = int(self.burst_every * 1e9)
         return WorkerSpec(
             index=i, channel=self.channels[i].name, metrics=self.name, source=self.source, first_station=first,
@@ -328,7 +418,13 @@ class Cluster:
             burst_len_ns=int(self.burst_len * 1e9) if period else 0, dead_letter=dl, parent_pid=os.getpid(),
             parent_start=_start_time(os.getpid()),
             heartbeat_ns=int(self.heartbeat * 1e9) if self._watermark else 0, idle_sleep=self.worker_sleep,
+            cpus=self.worker_cpus[i], spin_ns=int(self.spin * 1e9) if self.worker_spin else 0, realtime=self.realtime,
+            checkpoint=ckpt,
         )
+
+    def _checkpoint_path(self, i: int) -> Path:
+        """Where worker ``i`` keeps its ``file:`` source's resume position while the cluster runs."""
+        return self.dead_letter_dir / f"{self.name}-w{i}.position.json"
 
     def _start_worker(self, i: int) -> None:
         from ctas7.stations.worker import run_worker
@@ -567,6 +663,8 @@ class Cluster:
 
     def run(self, duration: float | None = None, *, handle_signals: bool = True, on_started=None) -> dict:
         """Run until ``duration`` seconds pass or a stop is requested; return the summary."""
+        from ctas7.stations.worker import restore_placement
+
         old = {}
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -579,6 +677,7 @@ class Cluster:
         except BaseException:
             sys.setswitchinterval(switch)
             raise
+        placed = None
         try:
             for i in range(len(self.ranges)):
                 self._start_worker(i)
@@ -587,6 +686,8 @@ class Cluster:
             startup_s = t0 - t_setup
             if on_started is not None:
                 on_started(self)
+            # Last, so that neither the forkserver nor a thread started above inherits the loop's CPU.
+            placed = self._place()
             self._loop(t0, duration)
             t_stop = time.perf_counter()
             self._steady_end = (t_stop, self.processed)
@@ -595,9 +696,31 @@ class Cluster:
             return self._summary(elapsed, time.perf_counter() - t_stop, startup_s)
         finally:
             self._teardown()
+            if placed is not None:
+                restore_placement(placed)
             sys.setswitchinterval(switch)
             for sig, h in old.items():
                 signal.signal(sig, h)
+
+    def _place(self) -> dict:
+        """Pin this (the loop's) thread and raise its priority as configured; say what happened."""
+        from ctas7.stations.worker import apply_placement
+
+        cpus = () if self.loop_cpu is None else (self.loop_cpu,)
+        done = apply_placement(cpus, self.realtime)
+        self.placement = {"pin": self.pin_note if done["cpus"] or not cpus else "not pinned",
+                          "loop_cpu": self.loop_cpu if done["cpus"] else None,
+                          "worker_cpus": [list(c) for c in self.worker_cpus] if done["cpus"] else None,
+                          "worker_wait": "spin" if self.worker_spin else "sleep",
+                          "realtime": done["realtime"], "refused": done["refused"]}
+        for why in done["refused"]:
+            print(f"hft-cluster: could not {why}", file=sys.stderr, flush=True)
+        if done["realtime"]:
+            warn = rt_throttling_note()
+            if warn:
+                self.placement["warning"] = warn
+                print(f"hft-cluster: {warn}", file=sys.stderr, flush=True)
+        return done
 
     def _loop(self, t0: float, duration: float | None) -> None:
         end = None if duration is None else t0 + duration
@@ -673,6 +796,9 @@ class Cluster:
                 p.join(5)
         self._close_outputs()
         self._close_segments()
+        if self.source.startswith("file:"):
+            for i in range(len(self.ranges)):
+                self._checkpoint_path(i).unlink(missing_ok=True)
 
     def _close_segments(self) -> None:
         for ch in getattr(self, "channels", []):
@@ -729,6 +855,7 @@ class Cluster:
             "workers": len(self.ranges),
             "offered_rate": None if self.rate == float("inf") else self.rate,
             "elapsed_s": round(elapsed, 3),
+            "cpu_placement": getattr(self, "placement", None),
             "startup_s": round(startup_s, 3),
             "drain_s": round(drain_s, 3),
             "throughput_events_per_s": self._steady_rate(),
@@ -814,6 +941,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with several workers, the most an event waits for a slower worker's channel before it "
                         "passes anyway (default 25ms; shorter: lower latency, but a late worker's stations can look "
                         "like a convergence)")
+    p.add_argument("--pin", choices=("auto", "on", "off"), default="auto",
+                   help="pin the pipeline loop and the workers to CPUs of their own (auto: when there are enough "
+                        "CPUs for one each; default auto)")
+    p.add_argument("--worker-wait", choices=("auto", "spin", "sleep"), default="auto",
+                   help="how a paced synthetic worker waits for its next events: spin (busy-polls its CPU, lowest "
+                        "latency), sleep (frees the CPU, wake-ups cost latency); auto: spin when pinned to a CPU of "
+                        "its own (default auto)")
+    p.add_argument("--realtime", type=int, nargs="?", const=10, default=0, metavar="PRIO",
+                   help="run the loop and the workers SCHED_FIFO at priority PRIO (default 10 when given; needs "
+                        "CAP_SYS_NICE; they then hold off every other task on their CPUs)")
     p.add_argument("--monitor", action="store_true",
                    help="show the hft-monitor live view in this process while the cluster runs (on stderr with --json)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
@@ -941,6 +1078,8 @@ def run(args) -> int:
         ranges, note = plan_workers(args.threads, args.ground_stations, args.source, oversubscribe=args.oversubscribe)
         max_hold = parse_duration_ns(getattr(args, "max_hold", "25ms")) / 1e9
         port = getattr(args, "metrics_port", None)
+        if not 0 <= (getattr(args, "realtime", 0) or 0) <= 99:
+            raise ValueError(f"--realtime must be a priority in [1, 99], got {args.realtime}")
         if port is not None and not 0 <= port <= 65535:
             raise ValueError(f"--metrics-port must lie in [0, 65535], got {port}")
     except (ValueError, TypeError, KeyError) as exc:
@@ -961,7 +1100,11 @@ def run(args) -> int:
         name=args.metrics_name, seed=args.seed, burst_every=args.burst_every, sample_events=args.sample_events,
         dead_letter_dir=args.dead_letter_dir, max_hold=max_hold,
         config={"latency_target_ns": lat_target, "throughput_target": tput_target, "placement": note},
+        pin={"auto": None, "on": True, "off": False}[getattr(args, "pin", "auto")],
+        worker_wait=getattr(args, "worker_wait", "auto"), realtime=getattr(args, "realtime", 0) or 0,
     )
+    say(f"hft-cluster: CPUs: {cluster.pin_note}; paced workers {'spin' if cluster.worker_spin else 'sleep'}"
+        + (f"; SCHED_FIFO {cluster.realtime}" if cluster.realtime else ""))
     attached = _Attached(monitor=getattr(args, "monitor", False), metrics_port=getattr(args, "metrics_port", None),
                          to_stderr=args.json)
     try:

@@ -443,3 +443,171 @@ def test_a_worker_does_not_livelock_on_the_last_slot_before_the_wrap():
     _check_balanced(s)
     assert s["accounting"]["processed"] > 0.5 * 200_000 * s["steady_s"]
     assert _leftovers(c.name) == []
+
+
+# ---------------------------------------------------------------------------
+# file source restarts (resume position) and CPU placement
+# ---------------------------------------------------------------------------
+
+
+def test_file_source_restarts_resume_exactly_across_kills_and_a_rotation(tmp_path):
+    import random
+    import threading
+
+    name = f"t-fresume-{os.getpid()}"
+    path = tmp_path / "feed.jsonl"
+    path.write_text("")
+    rng = random.Random(7)
+    counts = {"good": 0, "bad": 0}
+
+    def append(n):
+        lines = []
+        for _ in range(n):
+            if rng.random() < 0.03:
+                lines.append("{oops")
+                counts["bad"] += 1
+            else:
+                lines.append(json.dumps({"text": f"report {counts['good']}", "station": counts["good"] % 5}))
+                counts["good"] += 1
+        with open(path, "a") as f:
+            f.write("\n".join(lines) + "\n")
+
+    proc = _start(tmp_path, name, "--source", f"file:{path}")
+    try:
+        _wait_for(lambda: _snap(name)["workers"][0]["status"] == "running")
+        stop = threading.Event()
+
+        def appender():
+            while not stop.is_set():
+                append(40)
+                time.sleep(0.002)
+
+        t = threading.Thread(target=appender)
+        t.start()
+        try:
+            # SIGKILLs while lines keep coming in: whatever point of a poll/commit they hit.
+            for k in range(3):
+                time.sleep(0.15 + 0.1 * rng.random())
+                snap = _snap(name)
+                os.kill(snap["workers"][0]["pid"], signal.SIGKILL)
+                _wait_for(lambda: (s := _snap(name))["counters"]["restarts"] >= k + 1 and
+                          s["workers"][0]["status"] == "running")
+        finally:
+            stop.set()
+            t.join()
+        # Stop the worker, let the file grow and rotate under it, then kill it: its successor
+        # finds the rest of the old file by inode and goes on with the new one.
+        pid = _snap(name)["workers"][0]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        append(500)
+        os.rename(path, tmp_path / "feed.jsonl.1")
+        path.write_text("")
+        append(300)
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: (s := _snap(name))["counters"]["restarts"] >= 4 and s["workers"][0]["status"] == "running")
+        append(200)
+        total = counts["good"] + counts["bad"]
+        _wait_for(lambda: (s := _snap(name))["counters"]["processed"] + s["counters"]["dead_lettered"]
+                  - sum(w["dropped_crash"] for w in s["workers"]) * 0 >= total, timeout=60)
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGINT)
+    s = _finish(proc)
+    _check_balanced(s)
+    a = s["accounting"]
+    assert a["restarts"] == 4
+    # Every line exactly once: no good line lost or repeated, no bad line dead-lettered twice.
+    assert a["processed"] == counts["good"] and a["dead_lettered"] == counts["bad"], (a, counts)
+    assert a["dead_letter_reasons"] == {"invalid JSON: Expecting property name enclosed in double quotes": counts["bad"]}
+    assert not list((tmp_path / "dl").glob("*.position.json"))  # the resume state goes with the run
+    assert _leftovers(name) == []
+
+
+def test_plan_cpus_and_placement_options():
+    assert cluster.plan_cpus(1, cpus=[0, 1]) == (0, [(1,)], "loop on CPU 0, workers on CPU 1")
+    assert cluster.plan_cpus(2, cpus=[0, 1])[:2] == (None, [(), ()])  # auto: not one CPU each
+    assert cluster.plan_cpus(2, pin=True, cpus=[0, 1])[:2] == (0, [(1,), (1,)])
+    assert cluster.plan_cpus(1, pin=False, cpus=[0, 1])[:2] == (None, [()])
+    assert cluster.plan_cpus(1, pin=True, cpus=[3])[0] is None
+    assert cluster.plan_cpus(2, cpus=[2, 5, 7]) == (2, [(5,), (7,)], "loop on CPU 2, workers on CPUs 5,7")
+    with pytest.raises(ValueError, match="worker_wait"):
+        cluster.Cluster(surreal=None, worker_wait="nap")
+    with pytest.raises(ValueError, match="realtime"):
+        cluster.Cluster(surreal=None, realtime=150)
+    p = argparse.ArgumentParser()
+    cluster.add_arguments(p)
+    a = p.parse_args([])
+    assert (a.pin, a.worker_wait, a.realtime) == ("auto", "auto", 0)
+    a = p.parse_args("--pin off --worker-wait sleep --realtime".split())
+    assert (a.pin, a.worker_wait, a.realtime) == ("off", "sleep", 10)
+
+
+def _affinity_and_policy(pid):
+    return os.sched_getaffinity(pid), os.sched_getscheduler(pid)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs")
+@pytest.mark.parametrize("pin,wait", [(True, "auto"), (False, "auto"), (True, "sleep")])
+def test_pinning_and_worker_wait_are_applied_and_undone(pin, wait):
+    cpus = sorted(os.sched_getaffinity(0))
+    c = cluster.Cluster(stations=8, workers=[(0, 8)], rate=50_000, surreal=None, pin=pin, worker_wait=wait,
+                        name=f"t-pin-{os.getpid()}-{pin}-{wait}")
+    seen = {}
+
+    def look(cl):
+        # Sampled from a thread while the loop runs: the worker's affinity, and later the loop's.
+        def sample():
+            w = _wait_for(lambda: (s := _snap(cl.name))["workers"][0]["pid"] and s["workers"][0]["status"] == "running"
+                          and s["workers"][0]["pid"])
+            seen["worker"] = _affinity_and_policy(w)
+            time.sleep(0.2)
+            seen["loop"] = os.sched_getaffinity(main_tid)
+
+        import threading
+
+        threading.Thread(target=sample, daemon=True).start()
+
+    import threading
+
+    main_tid = threading.get_native_id()
+    before = os.sched_getaffinity(0)
+    s = c.run(1.0, handle_signals=False, on_started=look)
+    _check_balanced(s)
+    assert os.sched_getaffinity(0) == before  # restored after the run
+    pl = s["cpu_placement"]
+    if pin:
+        assert pl["loop_cpu"] == cpus[0] and pl["worker_cpus"] == [[cpus[1]]]
+        assert seen["loop"] == {cpus[0]} and seen["worker"][0] == {cpus[1]}
+        assert pl["worker_wait"] == ("spin" if wait == "auto" else "sleep")
+    else:
+        assert pl["loop_cpu"] is None and pl["worker_wait"] == "sleep" and seen["worker"][0] == before
+    assert seen["worker"][1] == os.SCHED_OTHER and pl["realtime"] == 0 and pl["refused"] == []
+    assert s["accounting"]["processed"] > 20_000
+
+
+def test_realtime_is_applied_or_its_refusal_reported():
+    c = cluster.Cluster(stations=4, workers=[(0, 4)], rate=20_000, surreal=None, pin=False, realtime=5,
+                        name=f"t-rt-{os.getpid()}")
+    policies = []
+
+    def look(cl):
+        import threading
+
+        def sample():
+            w = _wait_for(lambda: (s := _snap(cl.name))["workers"][0]["status"] == "running" and s["workers"][0]["pid"])
+            time.sleep(0.1)
+            policies.append(os.sched_getscheduler(w))
+
+        threading.Thread(target=sample, daemon=True).start()
+
+    before = os.sched_getscheduler(0)
+    s = c.run(0.8, handle_signals=False, on_started=look)
+    _check_balanced(s)
+    assert os.sched_getscheduler(0) == before
+    pl = s["cpu_placement"]
+    if pl["refused"]:  # no CAP_SYS_NICE here: said, and the run went on
+        assert pl["realtime"] == 0 and "SCHED_FIFO" in pl["refused"][0]
+    else:
+        assert pl["realtime"] == 5 and policies == [os.SCHED_FIFO]
+        # Busy-polling under RT throttling stalls for 50 ms a second: said, when it is on.
+        assert ("warning" in pl) == (cluster.rt_throttling_note() is not None)

@@ -11,8 +11,8 @@
   asserted), and ingest-to-decision latency at a paced 1M events/s;
   the peer is the bare default chain on the same kind of events in this
   process (no processes, channels or metrics), reported as a ratio.
-- ``LatencyAt1M``: p50/p99/p99.9 at 1M events/s, default placement vs two
-  merged workers, from one set of runs.
+- ``LatencyAt1M``: p50/p99/p99.9 at 1M events/s, default placement vs
+  unpinned and sleeping vs two merged workers, from one set of runs.
 
 Figures from a shared 2-core machine: compare ratios within one run.
 """
@@ -131,22 +131,30 @@ def _run(rate, seconds, workers=None, **kw):
 class LatencyAt1M:
     """Ingest-to-decision latency (µs, corrected for coordinated omission) at 1M events/s offered.
 
-    ``default``: the default placement; ``two_workers_merged``: two workers
-    whose channels are merged behind the watermark (hold-back 25 ms), the
-    former default on a 2-core machine: the ratio between the two in one
-    run is the figure to read on a shared machine.
+    ``default``: the default placement (on 2 cores: loop and worker pinned
+    to a CPU each, the worker busy-polling its pacing); ``unpinned_sleeping``:
+    the same worker and loop left to the scheduler, the worker sleeping
+    between commits (the default until the pinning); ``two_workers_merged``:
+    two workers whose channels are merged behind the watermark (hold-back
+    25 ms), the default before that. The ratios between them in one run are
+    the figures to read on a shared machine.
     """
 
-    params = (["default", "two_workers_merged"],)
+    params = (["default", "unpinned_sleeping", "two_workers_merged"],)
     param_names = ["placement"]
-    timeout = 120
+    timeout = 180
     number = 1
     repeat = 1
 
     def setup_cache(self):
         out = {}
         for placement in self.params[0]:
-            s = _run(1e6, 3.0, None if placement == "default" else 2)
+            if placement == "default":
+                s = _run(1e6, 3.0)
+            elif placement == "unpinned_sleeping":
+                s = _run(1e6, 3.0, pin=False, worker_wait="sleep")
+            else:
+                s = _run(1e6, 3.0, 2)
             out[placement] = s["latency_us"]
         return out
 
@@ -162,8 +170,15 @@ class LatencyAt1M:
     def track_p99_ratio_to_two_workers(self, cache, placement):
         return cache[placement]["p99_us"] / cache["two_workers_merged"]["p99_us"]
 
+    def track_p99_ratio_to_unpinned_sleeping(self, cache, placement):
+        return cache[placement]["p99_us"] / cache["unpinned_sleeping"]["p99_us"]
+
+    def track_p999_ratio_to_unpinned_sleeping(self, cache, placement):
+        return cache[placement]["p99.9_us"] / cache["unpinned_sleeping"]["p99.9_us"]
+
     track_p50_us.unit = track_p99_us.unit = track_p999_us.unit = "us"
     track_p99_ratio_to_two_workers.unit = "ratio"
+    track_p99_ratio_to_unpinned_sleeping.unit = track_p999_ratio_to_unpinned_sleeping.unit = "ratio"
 
 
 class ClusterRun:

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 
@@ -58,7 +59,8 @@ import numpy as np
 from ctas7._core import _synth
 from ctas7.events import EVENT_DTYPE, KIND_CONTROL_BASE, empty, monotonic_ns
 
-__all__ = ["KIND_STAMP", "FastSyntheticSource", "reference_fill", "WorkerSpec", "run_worker", "set_timer_slack"]
+__all__ = ["KIND_STAMP", "FastSyntheticSource", "reference_fill", "WorkerSpec", "run_worker", "set_timer_slack",
+           "apply_placement", "restore_placement"]
 
 #: Control kind of the ingest stamp that opens every batch a worker commits.
 KIND_STAMP = KIND_CONTROL_BASE + 1
@@ -180,7 +182,13 @@ class WorkerSpec:
 
     ``rate`` is events/s for this worker (``None``: as fast as the channel
     takes them); ``source`` is ``synthetic``, ``file:PATH``, ``rss:...``,
-    ``udp:PORT`` or ``nats://HOST:PORT``.
+    ``udp:PORT`` or ``nats://HOST:PORT``. ``cpus``: CPUs to pin the worker
+    to (empty: no pinning). ``spin_ns``: a paced worker busy-polls the
+    clock when its next event is due within this many ns instead of
+    sleeping, and does not sleep between commits (0: it sleeps).
+    ``realtime``: SCHED_FIFO priority (0: the normal scheduler).
+    ``checkpoint``: file where a ``file:`` source keeps its resume position
+    (see :class:`_Checkpoint`).
     """
 
     index: int
@@ -203,6 +211,10 @@ class WorkerSpec:
     parent_start: int = 0
     idle_sleep: float = 20e-6
     heartbeat_ns: int = 0
+    cpus: tuple = ()
+    spin_ns: int = 0
+    realtime: int = 0
+    checkpoint: str | None = None
 
 
 def set_timer_slack(ns: int = 1_000) -> bool:
@@ -213,6 +225,50 @@ def set_timer_slack(ns: int = 1_000) -> bool:
         return ctypes.CDLL(None, use_errno=True).prctl(29, int(ns), 0, 0, 0) == 0  # PR_SET_TIMERSLACK
     except (OSError, AttributeError):
         return False
+
+
+def apply_placement(cpus=(), realtime: int = 0) -> dict:
+    """Pin the calling thread to ``cpus`` and/or give it SCHED_FIFO priority ``realtime``.
+
+    Returns what was done and what to restore (:func:`restore_placement`):
+    ``{"cpus": ..., "realtime": ..., "refused": [reasons], "old_cpus": ...,
+    "old_policy": ...}``. A refusal (no permission, a CPU not allowed)
+    is reported, not raised: the caller runs on, unpinned or unprioritised.
+
+    >>> done = apply_placement()
+    >>> done["cpus"], done["realtime"], done["refused"]
+    ((), 0, [])
+    >>> restore_placement(done)
+    """
+    done = {"cpus": (), "realtime": 0, "refused": [], "old_cpus": None, "old_policy": None}
+    if cpus:
+        try:
+            done["old_cpus"] = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, set(cpus))
+            done["cpus"] = tuple(sorted(cpus))
+        except (OSError, AttributeError) as exc:
+            done["refused"].append(f"pin to CPUs {sorted(cpus)}: {exc}")
+    if realtime:
+        try:
+            done["old_policy"] = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(realtime)))
+            done["realtime"] = int(realtime)
+        except (OSError, AttributeError) as exc:
+            done["old_policy"] = None
+            done["refused"].append(f"SCHED_FIFO priority {realtime}: {exc}")
+    return done
+
+
+def restore_placement(done: dict) -> None:
+    """Undo :func:`apply_placement` on the calling thread (best effort)."""
+    try:
+        if done.get("old_policy") is not None:
+            pol, prio = done["old_policy"]
+            os.sched_setscheduler(0, pol, os.sched_param(prio))
+        if done.get("old_cpus") is not None:
+            os.sched_setaffinity(0, done["old_cpus"])
+    except OSError:
+        pass
 
 
 class _Stop(Exception):
@@ -236,6 +292,7 @@ class _Worker:
         self.i_off = m.worker_index(i, "resume_offset")
         self.i_line = m.worker_index(i, "resume_line")
         self.i_status = m.worker_index(i, "status")
+        self.i_dropped = m.worker_index(i, "dropped_crash")
         self.i_run = _H_STATE // 8
         w = m.words
         from ctas7.metrics import PEND_BITS, PEND_MASK
@@ -355,6 +412,7 @@ class _Worker:
         sleep = time.sleep
         hb = sp.heartbeat_ns
         longest = min(1e-3, hb / 1e9) if hb else 1e-3
+        spin_ns = sp.spin_ns
         while self.running():
             now = monotonic_ns()
             if paced:
@@ -363,7 +421,10 @@ class _Worker:
                     # Nothing due before t0 + sent * step > now: say so, so the watermark need not wait for us.
                     if hb and now - last_commit >= hb and self.heartbeat(now):
                         last_commit = now
-                    sleep(max(sp.idle_sleep, min(longest, (t0 + sent * step - now) / 1e9)))
+                    wait = t0 + sent * step - now
+                    if wait <= spin_ns:
+                        continue  # due soon: poll the clock rather than pay a wake-up
+                    sleep(max(sp.idle_sleep, min(longest, (wait - spin_ns) / 1e9)))
                     continue
                 n = min(due, max_batch)
             else:
@@ -382,7 +443,7 @@ class _Worker:
             self.publish(view, k, first, last)
             last_commit = now
             sent += k
-            if paced and k < max_batch:
+            if paced and k < max_batch and not spin_ns:
                 sleep(sp.idle_sleep)
 
     def run_polled(self) -> None:
@@ -391,25 +452,66 @@ class _Worker:
             return self._run_nats()
         from ctas7.stations.sources import FileTailSource, open_source
 
-        src = open_source(sp.source, stations=range(sp.total_stations), dead_letter=sp.dead_letter)
-        if isinstance(src, FileTailSource) and self.m.words[self.i_off]:
-            _resume_file(src, self.m.words[self.i_off], self.m.words[self.i_line])
+        kw = {}
+        ckpt = None
+        if sp.source.startswith("file:") and sp.checkpoint:
+            ckpt = _Checkpoint(sp.checkpoint, sp.dead_letter)
+            resume = ckpt.restore(self)
+            if resume is not None:
+                kw["resume"] = resume
+        src = open_source(sp.source, stations=range(sp.total_stations), dead_letter=sp.dead_letter, **kw)
+        dead_base = self.dead
         self.started()
         try:
+            if isinstance(src, FileTailSource) and ckpt is not None:
+                return self._run_file(src, ckpt, dead_base)
             while self.running():
                 batch = src.poll(sp.max_batch)
                 now = monotonic_ns()
-                self._note_dead(src.dead_letter.total)
+                self._note_dead(dead_base + src.dead_letter.total)
                 if len(batch):
                     self._put(batch, now)
-                if isinstance(src, FileTailSource) and src._f is not None:
-                    w = self.m.words
-                    w[self.i_off] = src._f.tell() - len(src._buf)
-                    w[self.i_line] = src._line
-                if not len(batch):
+                else:
                     time.sleep(1e-3 if isinstance(src, FileTailSource) else sp.idle_sleep)
         finally:
             src.close()
+
+    def _run_file(self, src, ckpt: "_Checkpoint", dead_base: int) -> None:
+        """Tail a file so that a restart resumes exactly: one poll fills one claim, its position written first.
+
+        Each turn claims the slots first and polls at most as many lines as
+        they hold, so the events of one poll are committed (or lost) together;
+        the position after the poll is written to the checkpoint before the
+        claim is counted in flight (see :class:`_Checkpoint`).
+        """
+        sp, w = self.spec, self.m.words
+        while self.running():
+            view = self.claim(sp.max_batch)
+            if view is None:
+                if self.orphaned():
+                    raise _Stop
+                continue
+            batch = src.poll(len(view) - 1)
+            now = monotonic_ns()
+            k = len(batch)
+            if not k:
+                self.ch.commit(0)  # give the slots back
+            pos = src.position
+            dead = dead_base + src.dead_letter.total
+            if pos is not None:
+                ckpt.advance(self.produced + k, dead, pos, self.dropped_word())
+                w[self.i_off], w[self.i_line] = pos.offset, pos.line
+            if k:
+                self.begin(k)
+                view[:k] = batch
+                self.publish(view, k, now, now)
+            self._note_dead(dead)
+            if not k:
+                time.sleep(1e-3)
+
+    def dropped_word(self) -> int:
+        """Events of this worker the parent counted as dropped by a crash (written by the parent only)."""
+        return int(self.m.words[self.i_dropped])
 
     def _run_nats(self) -> None:
         from ctas7.sinks.nats import iter_event_batches
@@ -447,15 +549,69 @@ class _Worker:
             i += k
 
 
-def _resume_file(src, offset: int, line: int) -> None:
-    """Reopen a FileTailSource where a dead predecessor had got to (byte offset, line number)."""
-    if not src._open(at_end=False):
-        return
-    if src.fmt == "csv":
-        header = src._f.readline().rstrip(b"\r\n")
-        src._decode(header)
-    src._f.seek(offset)
-    src._line = line
+class _Checkpoint:
+    """Where a ``file:`` worker has got to, kept so that a restarted worker neither loses nor repeats a line.
+
+    A JSON file written atomically (temporary file + rename) after each
+    poll and *before* its events are counted in flight, holding two states,
+    each ``{produced, dead, dl_size, position}``: ``after`` (the poll just
+    made, its events about to be committed) and ``before`` (the previous
+    ``after``). The restarted worker reads its produced count (as resolved by
+    the parent) and the parent's dropped-by-crash count: if the claim of
+    ``after`` was committed, it resumes from ``after``; if it was never
+    counted, or was lost with the crash (its events counted as dropped), it
+    resumes from ``before`` and reads those lines again. The dead-letter file
+    is cut back to the chosen state's size, so a line read again is not
+    dead-lettered twice.
+    """
+
+    def __init__(self, path: str, dead_letter: str | None):
+        self.path = path
+        self.dead_letter = dead_letter
+        self.current = None
+        self.dropped = 0
+
+    def _dl_size(self) -> int:
+        try:
+            return os.path.getsize(self.dead_letter) if self.dead_letter else 0
+        except FileNotFoundError:
+            return 0
+
+    def restore(self, worker: "_Worker"):
+        """Pick the state to resume from (see above), apply it to ``worker``; the position or None."""
+        import json
+
+        from ctas7.stations.sources import FilePosition
+
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                ck = json.load(f)
+        except FileNotFoundError:
+            self.current = {"produced": worker.produced, "dead": worker.dead, "dl_size": self._dl_size(),
+                            "position": None}
+            return None
+        after = ck["after"]
+        ok = after["produced"] == worker.produced and ck["dropped"] == worker.dropped_word()
+        use = after if ok else ck["before"]
+        if self.dead_letter and os.path.exists(self.dead_letter):
+            os.truncate(self.dead_letter, use["dl_size"])
+        worker.dead = use["dead"]
+        worker.m.words[worker.i_dead] = use["dead"]
+        self.current = use
+        return None if use["position"] is None else FilePosition.from_dict(use["position"])
+
+    def advance(self, produced: int, dead: int, position, dropped: int) -> None:
+        """Record the state after a poll (before its events are counted in flight)."""
+        import json
+
+        new = {"produced": produced, "dead": dead, "dl_size": self._dl_size(), "position": position.to_dict()}
+        if new == self.current and dropped == self.dropped:
+            return
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"after": new, "before": self.current, "dropped": dropped}, f)
+        os.replace(tmp, self.path)
+        self.current, self.dropped = new, dropped
 
 
 _stop_requested = False
@@ -474,6 +630,9 @@ def run_worker(spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_term)
     set_timer_slack()
+    done = apply_placement(spec.cpus, spec.realtime)
+    for why in done["refused"]:
+        print(f"ctas7 station worker {spec.index}: could not {why}", file=sys.stderr, flush=True)
     w = _Worker(spec)
     clean = False
     try:
