@@ -611,3 +611,21 @@ def test_realtime_is_applied_or_its_refusal_reported():
         assert pl["realtime"] == 5 and policies == [os.SCHED_FIFO]
         # Busy-polling under RT throttling stalls for 50 ms a second: said, when it is on.
         assert ("warning" in pl) == (cluster.rt_throttling_note() is not None)
+
+
+def test_nice_applies_to_the_loop_and_the_workers(tmp_path):
+    name = f"t-nice-{os.getpid()}"
+    proc = _start(tmp_path, name, "--rate", "20k", "--nice", "3", "--pin", "off", "--duration", "2")
+    try:
+        snap = _wait_for(lambda: (s := _snap(name))["workers"][0]["status"] == "running" and s)
+        time.sleep(0.3)
+        loop_nice = int(open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[16])
+        worker_nice = os.getpriority(os.PRIO_PROCESS, snap["workers"][0]["pid"])
+    finally:
+        s = _finish(proc)
+    _check_balanced(s)
+    assert (loop_nice, worker_nice) == (3, 3)
+    assert s["cpu_placement"]["nice"] == 3 and s["cpu_placement"]["pin"] == "not pinned"
+    p = subprocess.run([sys.executable, "-c", RUN, "--nice", "-30", "--duration", "1"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--nice must lie in [-20, 19]" in p.stderr

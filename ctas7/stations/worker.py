@@ -186,7 +186,8 @@ class WorkerSpec:
     to (empty: no pinning). ``spin_ns``: a paced worker busy-polls the
     clock when its next event is due within this many ns instead of
     sleeping, and does not sleep between commits (0: it sleeps).
-    ``realtime``: SCHED_FIFO priority (0: the normal scheduler).
+    ``realtime``: SCHED_FIFO priority (0: the normal scheduler); ``nice``:
+    the worker's nice value (0: unchanged).
     ``checkpoint``: file where a ``file:`` source keeps its resume position
     (see :class:`_Checkpoint`).
     """
@@ -214,6 +215,7 @@ class WorkerSpec:
     cpus: tuple = ()
     spin_ns: int = 0
     realtime: int = 0
+    nice: int = 0
     checkpoint: str | None = None
 
 
@@ -227,20 +229,21 @@ def set_timer_slack(ns: int = 1_000) -> bool:
         return False
 
 
-def apply_placement(cpus=(), realtime: int = 0) -> dict:
-    """Pin the calling thread to ``cpus`` and/or give it SCHED_FIFO priority ``realtime``.
+def apply_placement(cpus=(), realtime: int = 0, nice: int = 0) -> dict:
+    """Pin the calling thread to ``cpus``, give it SCHED_FIFO priority ``realtime`` and/or a ``nice`` value.
 
     Returns what was done and what to restore (:func:`restore_placement`):
-    ``{"cpus": ..., "realtime": ..., "refused": [reasons], "old_cpus": ...,
-    "old_policy": ...}``. A refusal (no permission, a CPU not allowed)
-    is reported, not raised: the caller runs on, unpinned or unprioritised.
+    ``{"cpus": ..., "realtime": ..., "nice": ..., "refused": [reasons], ...}``.
+    A refusal (no permission, a CPU not allowed) is reported, not raised:
+    the caller runs on, unpinned or unprioritised.
 
     >>> done = apply_placement()
-    >>> done["cpus"], done["realtime"], done["refused"]
-    ((), 0, [])
+    >>> done["cpus"], done["realtime"], done["nice"], done["refused"]
+    ((), 0, 0, [])
     >>> restore_placement(done)
     """
-    done = {"cpus": (), "realtime": 0, "refused": [], "old_cpus": None, "old_policy": None}
+    done = {"cpus": (), "realtime": 0, "nice": 0, "refused": [], "old_cpus": None, "old_policy": None,
+            "old_nice": None}
     if cpus:
         try:
             done["old_cpus"] = os.sched_getaffinity(0)
@@ -256,12 +259,23 @@ def apply_placement(cpus=(), realtime: int = 0) -> dict:
         except (OSError, AttributeError) as exc:
             done["old_policy"] = None
             done["refused"].append(f"SCHED_FIFO priority {realtime}: {exc}")
+    if nice:
+        try:
+            # On Linux the nice value is per thread: who=0 is the calling thread.
+            done["old_nice"] = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, 0, int(nice))
+            done["nice"] = int(nice)
+        except (OSError, AttributeError) as exc:
+            done["old_nice"] = None
+            done["refused"].append(f"set nice {nice}: {exc}")
     return done
 
 
 def restore_placement(done: dict) -> None:
     """Undo :func:`apply_placement` on the calling thread (best effort)."""
     try:
+        if done.get("old_nice") is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, done["old_nice"])
         if done.get("old_policy") is not None:
             pol, prio = done["old_policy"]
             os.sched_setscheduler(0, pol, os.sched_param(prio))
@@ -630,7 +644,7 @@ def run_worker(spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_term)
     set_timer_slack()
-    done = apply_placement(spec.cpus, spec.realtime)
+    done = apply_placement(spec.cpus, spec.realtime, spec.nice)
     for why in done["refused"]:
         print(f"ctas7 station worker {spec.index}: could not {why}", file=sys.stderr, flush=True)
     w = _Worker(spec)
