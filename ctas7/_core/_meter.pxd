@@ -71,10 +71,12 @@ cdef extern from "ctas7/meter.h" nogil:
         float* zsm
         double* z2
         uint8_t* flags
+        double* zr
 
     void ctas7_meter_row_scalar(const ctas7_meter_row_cfg* cfg, const ctas7_meter_row* r, Py_ssize_t n)
     void ctas7_meter_row_avx2(const ctas7_meter_row_cfg* cfg, const ctas7_meter_row* r, Py_ssize_t n)
     int CTAS7_METER_HAVE_ROW_AVX2
+    void ctas7_meter_hist(const uint8_t* flags, uint32_t* hist, Py_ssize_t n, uint32_t mask)
     void ctas7_meter_series_chains(const double* zr, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
                                    ctas7_meter_series_state* st, float* z, float* s)
 
@@ -172,6 +174,7 @@ ctypedef struct meter_state_t:
     float* upd            # the row the baselines take in (transformed, de-common-moded)
     float* ybuf           # this tick's scored values
     double* z2            # this tick's z^2 per node (ctas7_meter_row)
+    double* zrow          # scratch: this tick's standardised residuals (ctas7_meter_row)
     uint8_t* flags        # this tick's CTAS7_ROW_* flags per node
     float* zsm            # smoothed standardised residual
     float* cup            # one-sided CUSUMs of the standardised residual (up / down)

@@ -206,7 +206,7 @@ cdef void _state_free(meter_state_t* st) noexcept nogil:
     free(st.state); free(st.state_age); free(st.x1); free(st.x2)
     free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
     free(st.thrbits); free(st.cm_buf); free(st.cm_fac); free(st.cm_gcount); free(st.cm_gstart)
-    free(st.z2); free(st.flags)
+    free(st.z2); free(st.zrow); free(st.flags)
     free(st.upd); free(st.ybuf); free(st.zsm); free(st.cup); free(st.cdn); free(st.cvr); free(st.hthr); free(st.mwin); free(st.mq_tick); free(st.mq_node)
     free(st.active); free(st.gpos); free(st.gneg); free(st.gtouched); free(st.gmark)
     free(st.fired_tick); free(st.fired_count); free(st.fired_conf); free(st.fired_off)
@@ -264,6 +264,7 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.cvr, sizeof(float), cap)
             or _realloc(<void**>&st.hthr, sizeof(double), cap)
             or _realloc(<void**>&st.z2, sizeof(double), cap)
+            or _realloc(<void**>&st.zrow, sizeof(double), cap)
             or _realloc(<void**>&st.flags, sizeof(uint8_t), cap)):
         return -1
     if st.use_mwin:
@@ -580,6 +581,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     rw.zsm = st.zsm
     rw.z2 = st.z2
     rw.flags = st.flags
+    rw.zr = st.zrow
     rc.min_samples = cfg.min_samples
     rc.transform = cfg.transform
     rc.common_mode = cfg.common_mode
@@ -595,17 +597,28 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     else:
         ctas7_meter_row_scalar(&rc, &rw, n)
 
+    if not use_bonus:
+        ctas7_meter_hist(flags, hist, n, cfg.persist_mask)
     for i in range(n):
-        fl8 = flags[i]
-        raw = fl8 & CTAS7_ROW_RAW
-        craw = fl8 & CTAS7_ROW_CRAW
-        z2 = st.z2[i]
-        if (not raw and use_bonus and (fl8 & CTAS7_ROW_WARM) and st.mwin[i] and z2 == z2):
-            raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
-        h = ((hist[i] << 1) | <uint32_t>(raw != 0 or craw != 0)) & cfg.persist_mask
-        hist[i] = h
+        if use_bonus:
+            fl8 = flags[i]
+            raw = fl8 & CTAS7_ROW_RAW
+            craw = fl8 & CTAS7_ROW_CRAW
+            z2 = st.z2[i]
+            if not raw and (fl8 & CTAS7_ROW_WARM) and st.mwin[i] and z2 == z2:
+                raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
+            h = ((hist[i] << 1) | <uint32_t>(raw != 0 or craw != 0)) & cfg.persist_mask
+            hist[i] = h
+        else:
+            h = hist[i]
+            if h == 0 and not track:
+                continue  # not hot, nothing raw: no direction, window or state to update
+            fl8 = flags[i]
+            raw = fl8 & CTAS7_ROW_RAW
+            craw = fl8 & CTAS7_ROW_CRAW
+            z2 = st.z2[i]
         if h == 0 and not track:
-            continue  # not hot, nothing raw: no direction, window or state to update
+            continue
         hot = popcount32(h) >= cfg.persist_m
         if raw:
             st.hot_dir[i] = 1 if fl8 & CTAS7_ROW_DPOS else -1

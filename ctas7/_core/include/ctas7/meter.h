@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -302,6 +303,7 @@ typedef struct {
     float *cup, *cdn, *cvr, *zsm;  /* IN/OUT */
     double *z2;            /* OUT */
     uint8_t *flags;        /* OUT */
+    double *zr;            /* scratch (AVX2 path): d / sqrt(var_eff) */
 } ctas7_meter_row;
 
 static inline void ctas7_meter_row1(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, ptrdiff_t i)
@@ -382,8 +384,27 @@ static inline void ctas7_meter_row_scalar(const ctas7_meter_row_cfg *cfg, const 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-/* 4 floats -> 4 doubles; masked lanes keep `old` */
+/* 4 floats -> 4 doubles */
 #define CTAS7_ROW_LD(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+
+/* byte j of ctas7_row_spread[m] is bit j of m: four lane masks -> four flag bytes */
+static const uint32_t ctas7_row_spread[16] = {
+    0x00000000u, 0x00000001u, 0x00000100u, 0x00000101u, 0x00010000u, 0x00010001u, 0x00010100u, 0x00010101u,
+    0x01000000u, 0x01000001u, 0x01000100u, 0x01000101u, 0x01010000u, 0x01010001u, 0x01010100u, 0x01010101u,
+};
+
+/* 4 x 64-bit lane masks -> 4 x 32-bit lane masks */
+__attribute__((target("avx2"))) static inline __m128 ctas7_row_narrow(__m256d m)
+{
+    __m128 lo = _mm_castpd_ps(_mm256_castpd256_pd128(m)), hi = _mm_castpd_ps(_mm256_extractf128_pd(m, 1));
+    return _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+}
+
+/* One CUSUM side on 4 lanes: old + (sgn r) - k, clamped to [0, cap] as the
+ * scalar code does (max(0, su) keeps a -0.0 as `su < 0 ? 0 : su` does),
+ * rounded to float, kept where ok32 is clear. */
+#define CTAS7_ROW_CUSUM(old_ps, sum)                                                       \
+    _mm_blendv_ps(old_ps, _mm256_cvtpd_ps(_mm256_min_pd(cap, _mm256_max_pd(zero, sum))), ok32)
 
 __attribute__((target("avx2"))) static void
 ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, ptrdiff_t n)
@@ -398,8 +419,25 @@ ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, p
     const __m128i msv = _mm_set1_epi32((int)cfg->min_samples);
     const int det = cfg->detector, cv = cfg->cusum_variance, tr = cfg->transform;
     const int smooth = cfg->smoothing < 1.0, cm = cfg->common_mode;
+    const ptrdiff_t n4 = n & ~(ptrdiff_t)3;
     ptrdiff_t i = 0;
-    for (; i + 4 <= n; i += 4) {
+    /* First the divisions alone: a short loop body lets many blocks be in
+     * flight, so the divider, not its latency, sets the pace. zr holds
+     * d / sqrt(var_eff) (z2 gets d^2 / var_eff when not smoothing). */
+    for (i = 0; i < n4; i += 4) {
+        const __m256d f = cm ? _mm256_loadu_pd(r->fac + i) : one;
+        const __m256d e = _mm256_mul_pd(CTAS7_ROW_LD(r->mean + i), f);
+        __m256d ve = _mm256_mul_pd(_mm256_mul_pd(CTAS7_ROW_LD(r->var + i), f), f);
+        __m256d fl = tr ? vpf : _mm256_mul_pd(vpf, _mm256_and_pd(e, absm));
+        fl = _mm256_max_pd(vvf, fl);   /* fl < vf ? vf : fl */
+        ve = _mm256_max_pd(ve, fl);    /* ve >= fl ? ve : fl (NaN ve -> fl) */
+        const __m256d d = _mm256_sub_pd(CTAS7_ROW_LD(r->y + i), e);
+        if (det || smooth)
+            _mm256_storeu_pd(r->zr + i, _mm256_div_pd(d, _mm256_sqrt_pd(ve)));
+        if (!smooth)
+            _mm256_storeu_pd(r->z2 + i, _mm256_div_pd(_mm256_mul_pd(d, d), ve));
+    }
+    for (i = 0; i < n4; i += 4) {
         const __m128i c = _mm_loadu_si128((const __m128i *)(r->count + i));
         /* c >= min_samples, unsigned: max(c, ms) == c */
         const __m128i w32 = _mm_cmpeq_epi32(_mm_max_epu32(c, msv), c);
@@ -409,85 +447,76 @@ ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, p
             continue;
         }
         const __m256d warm = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(w32));
-        const __m256d y = CTAS7_ROW_LD(r->y + i);
+        const __m128 y32 = _mm_loadu_ps(r->y + i);
+        const __m256d y = _mm256_cvtps_pd(y32);
         __m256d f = one;
         if (cm) {
             f = _mm256_loadu_pd(r->fac + i);
             _mm_storeu_ps(r->upd + i, _mm256_cvtpd_ps(_mm256_div_pd(y, f)));
         } else {
-            _mm_storeu_ps(r->upd + i, _mm_loadu_ps(r->y + i));
+            _mm_storeu_ps(r->upd + i, y32);
         }
         const __m256d e = _mm256_mul_pd(CTAS7_ROW_LD(r->mean + i), f);
-        __m256d ve = _mm256_mul_pd(_mm256_mul_pd(CTAS7_ROW_LD(r->var + i), f), f);
-        __m256d fl = tr ? vpf : _mm256_mul_pd(vpf, _mm256_and_pd(e, absm));
-        fl = _mm256_max_pd(vvf, fl);   /* fl < vf ? vf : fl */
-        ve = _mm256_max_pd(ve, fl);    /* ve >= fl ? ve : fl (NaN ve -> fl) */
         __m256d d = _mm256_sub_pd(y, e);
-        const __m256d sq = _mm256_sqrt_pd(ve);
-        __m256d zr = zero;
-        int fl8[4] = {0, 0, 0, 0};
-        if (det || smooth)
-            zr = _mm256_div_pd(d, sq);
+        __m256d zr = zero, ok = zero;
+        __m128 ok32 = _mm_setzero_ps();
+        uint32_t fl32 = 0;
+        if (det || smooth) {
+            zr = _mm256_loadu_pd(r->zr + i);
+            ok = _mm256_and_pd(warm, _mm256_cmp_pd(zr, zr, _CMP_ORD_Q));
+            ok32 = ctas7_row_narrow(ok);
+        }
         if (det) {
             const __m256d h = _mm256_loadu_pd(r->hthr + i), cap = _mm256_mul_pd(two, h);
-            const __m256d ok = _mm256_and_pd(warm, _mm256_cmp_pd(zr, zr, _CMP_ORD_Q));
-            __m256d cu = CTAS7_ROW_LD(r->cup + i), cd = CTAS7_ROW_LD(r->cdn + i);
-            __m256d su = _mm256_sub_pd(_mm256_add_pd(cu, zr), vk);
-            su = _mm256_min_pd(cap, _mm256_max_pd(zero, su)); /* su < 0 ? 0 : (su > cap ? cap : su) */
-            cu = _mm256_blendv_pd(cu, _mm256_cvtps_pd(_mm256_cvtpd_ps(su)), ok);
-            su = _mm256_sub_pd(_mm256_sub_pd(cd, zr), vk);
-            su = _mm256_min_pd(cap, _mm256_max_pd(zero, su));
-            cd = _mm256_blendv_pd(cd, _mm256_cvtps_pd(_mm256_cvtpd_ps(su)), ok);
-            _mm_storeu_ps(r->cup + i, _mm256_cvtpd_ps(cu));
-            _mm_storeu_ps(r->cdn + i, _mm256_cvtpd_ps(cd));
-            const __m256d upm = _mm256_cmp_pd(cu, cd, _CMP_GE_OQ);
-            const __m256d top = _mm256_blendv_pd(cd, cu, upm);
+            __m128 cu = _mm_loadu_ps(r->cup + i), cd = _mm_loadu_ps(r->cdn + i);
+            cu = CTAS7_ROW_CUSUM(cu, _mm256_sub_pd(_mm256_add_pd(_mm256_cvtps_pd(cu), zr), vk));
+            cd = CTAS7_ROW_CUSUM(cd, _mm256_sub_pd(_mm256_sub_pd(_mm256_cvtps_pd(cd), zr), vk));
+            _mm_storeu_ps(r->cup + i, cu);
+            _mm_storeu_ps(r->cdn + i, cd);
+            const __m128 up = _mm_cmp_ps(cu, cd, _CMP_GE_OQ);
+            const __m256d top = _mm256_cvtps_pd(_mm_blendv_ps(cd, cu, up));
             __m256d craw = _mm256_and_pd(_mm256_cmp_pd(top, zero, _CMP_GT_OQ), _mm256_cmp_pd(top, h, _CMP_GE_OQ));
-            __m256d cupm = upm;
+            int mu = _mm_movemask_ps(up);
             if (cv) {
-                __m256d cr = CTAS7_ROW_LD(r->cvr + i);
+                __m128 cr = _mm_loadu_ps(r->cvr + i);
                 __m256d q = _mm256_mul_pd(zr, zr);
                 q = _mm256_blendv_pd(four, q, _mm256_cmp_pd(q, four, _CMP_LE_OQ)); /* !(q <= 4) -> 4 */
-                su = _mm256_sub_pd(_mm256_add_pd(cr, _mm256_mul_pd(_mm256_sub_pd(q, one), rs2)), vk);
-                su = _mm256_min_pd(cap, _mm256_max_pd(zero, su));
-                cr = _mm256_blendv_pd(cr, _mm256_cvtps_pd(_mm256_cvtpd_ps(su)), ok);
-                _mm_storeu_ps(r->cvr + i, _mm256_cvtpd_ps(cr));
-                const __m256d vh = _mm256_andnot_pd(craw, _mm256_and_pd(_mm256_cmp_pd(cr, zero, _CMP_GT_OQ),
-                                                                         _mm256_cmp_pd(cr, h, _CMP_GE_OQ)));
+                cr = CTAS7_ROW_CUSUM(cr, _mm256_sub_pd(_mm256_add_pd(_mm256_cvtps_pd(cr),
+                                                                      _mm256_mul_pd(_mm256_sub_pd(q, one), rs2)), vk));
+                _mm_storeu_ps(r->cvr + i, cr);
+                const __m256d crd = _mm256_cvtps_pd(cr);
+                const __m256d vh = _mm256_andnot_pd(craw, _mm256_and_pd(_mm256_cmp_pd(crd, zero, _CMP_GT_OQ),
+                                                                         _mm256_cmp_pd(crd, h, _CMP_GE_OQ)));
                 craw = _mm256_or_pd(craw, vh);
-                cupm = _mm256_or_pd(cupm, vh);
+                mu |= _mm256_movemask_pd(vh);
             }
-            const int mc = _mm256_movemask_pd(_mm256_and_pd(craw, warm));
-            const int mu = _mm256_movemask_pd(cupm);
-            for (int j = 0; j < 4; ++j)
-                fl8[j] |= ((mc >> j) & 1 ? CTAS7_ROW_CRAW : 0) | ((mu >> j) & 1 ? CTAS7_ROW_CUP : 0);
+            const int mw = _mm256_movemask_pd(warm);
+            fl32 |= ctas7_row_spread[_mm256_movemask_pd(craw) & mw] * CTAS7_ROW_CRAW
+                    | ctas7_row_spread[mu & mw] * CTAS7_ROW_CUP;
         }
         __m256d z2;
         if (smooth) {
-            const __m256d ok = _mm256_and_pd(warm, _mm256_cmp_pd(zr, zr, _CMP_ORD_Q));
-            __m256d zs = CTAS7_ROW_LD(r->zsm + i);
-            const __m256d nz = _mm256_cvtps_pd(_mm256_cvtpd_ps(
-                _mm256_add_pd(_mm256_mul_pd(sm1, zs), _mm256_mul_pd(sm, zr))));
-            zs = _mm256_blendv_pd(zs, nz, ok);
-            _mm_storeu_ps(r->zsm + i, _mm256_cvtpd_ps(zs));
-            d = _mm256_blendv_pd(d, _mm256_mul_pd(zs, norm), ok);
+            __m128 zs = _mm_loadu_ps(r->zsm + i);
+            const __m128 nz = _mm256_cvtpd_ps(
+                _mm256_add_pd(_mm256_mul_pd(sm1, _mm256_cvtps_pd(zs)), _mm256_mul_pd(sm, zr)));
+            zs = _mm_blendv_ps(zs, nz, ok32);
+            _mm_storeu_ps(r->zsm + i, zs);
+            d = _mm256_blendv_pd(d, _mm256_mul_pd(_mm256_cvtps_pd(zs), norm), ok);
             z2 = _mm256_mul_pd(d, d);
         } else {
-            z2 = _mm256_div_pd(_mm256_mul_pd(d, d), ve);
+            z2 = _mm256_loadu_pd(r->z2 + i);
         }
         z2 = _mm256_and_pd(z2, warm);
         _mm256_storeu_pd(r->z2 + i, z2);
         int mr = 0;
         if (det != 1)
-            mr = _mm256_movemask_pd(_mm256_and_pd(warm, _mm256_cmp_pd(z2, _mm256_loadu_pd(r->z2thr + i), _CMP_GE_OQ)));
-        const int mp = _mm256_movemask_pd(_mm256_and_pd(warm, _mm256_cmp_pd(d, zero, _CMP_GT_OQ)));
-        const int mn = _mm256_movemask_pd(_mm256_and_pd(warm, _mm256_cmp_pd(d, zero, _CMP_LT_OQ)));
+            mr = _mm256_movemask_pd(_mm256_cmp_pd(z2, _mm256_loadu_pd(r->z2thr + i), _CMP_GE_OQ));
         const int mw = _mm256_movemask_pd(warm);
-        for (int j = 0; j < 4; ++j)
-            r->flags[i + j] = (uint8_t)(fl8[j] | ((mr >> j) & 1 ? CTAS7_ROW_RAW : 0)
-                                        | ((mp >> j) & 1 ? CTAS7_ROW_DPOS : 0)
-                                        | ((mn >> j) & 1 ? CTAS7_ROW_DNEG : 0)
-                                        | ((mw >> j) & 1 ? CTAS7_ROW_WARM : 0));
+        const int mp = _mm256_movemask_pd(_mm256_cmp_pd(d, zero, _CMP_GT_OQ));
+        const int mn = _mm256_movemask_pd(_mm256_cmp_pd(d, zero, _CMP_LT_OQ));
+        fl32 |= ctas7_row_spread[mr & mw] * CTAS7_ROW_RAW | ctas7_row_spread[mp & mw] * CTAS7_ROW_DPOS
+                | ctas7_row_spread[mn & mw] * CTAS7_ROW_DNEG | ctas7_row_spread[mw] * CTAS7_ROW_WARM;
+        memcpy(r->flags + i, &fl32, 4); /* little-endian: byte j is lane j */
     }
     for (; i < n; ++i)
         ctas7_meter_row1(cfg, r, i);
@@ -497,6 +526,15 @@ ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, p
 #define ctas7_meter_row_avx2 ctas7_meter_row_scalar
 #define CTAS7_METER_HAVE_ROW_AVX2 0
 #endif
+
+/* Persistence bits of every node: shift in "raw-hot this tick" (the RAW or
+ * CRAW flag). Independent per node; the compiler vectorises it. */
+static inline void ctas7_meter_hist(const uint8_t *restrict flags, uint32_t *restrict hist,
+                                    ptrdiff_t n, uint32_t mask)
+{
+    for (ptrdiff_t i = 0; i < n; ++i)
+        hist[i] = ((hist[i] << 1) | (uint32_t)((flags[i] & (CTAS7_ROW_RAW | CTAS7_ROW_CRAW)) != 0)) & mask;
+}
 
 #pragma GCC pop_options
 
