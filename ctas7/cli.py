@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("ctas7.replay", "run the default chain over a recorded event stream"),
     "hft-monte-carlo": ("ctas7.sim.montecarlo", "seeded random search of the chain's parameters over the scenarios"),
     "hft-las-vegas": ("ctas7.sim.lasvegas", "noisy replays of every scenario with given parameters"),
+    "nab-score": ("ctas7.sim.nab", "score the meter's per-node detector (and River PageHinkley) on the NAB corpus: "
+                  "windows caught, false alarms, NAB standard-profile score"),
     "surreal-load": ("ctas7.sinks.surreal", "load a SurrealDB spill file back into the database"),
 }
 
