@@ -4,6 +4,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, 
 
 cdef extern from "ctas7/meter.h" nogil:
     void ctas7_meter_transform(const float* x, float* y, Py_ssize_t n, int anscombe)
+    void ctas7_meter_transform_avx(const float* x, float* y, Py_ssize_t n, int anscombe)
 
     ctypedef struct ctas7_meter_series_cfg:
         float alpha
@@ -77,6 +78,7 @@ cdef extern from "ctas7/meter.h" nogil:
     void ctas7_meter_row_avx2(const ctas7_meter_row_cfg* cfg, const ctas7_meter_row* r, Py_ssize_t n)
     int CTAS7_METER_HAVE_ROW_AVX2
     void ctas7_meter_hist(const uint8_t* flags, uint32_t* hist, Py_ssize_t n, uint32_t mask)
+    Py_ssize_t ctas7_meter_busy(const uint32_t* hist, Py_ssize_t n, int32_t* idx)
     void ctas7_meter_series_chains(const double* zr, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
                                    ctas7_meter_series_state* st, float* z, float* s)
 
@@ -176,6 +178,7 @@ ctypedef struct meter_state_t:
     double* z2            # this tick's z^2 per node (ctas7_meter_row)
     double* zrow          # scratch: this tick's standardised residuals (ctas7_meter_row)
     uint8_t* flags        # this tick's CTAS7_ROW_* flags per node
+    int32_t* busy         # scratch: nodes with non-zero persistence bits
     float* zsm            # smoothed standardised residual
     float* cup            # one-sided CUSUMs of the standardised residual (up / down)
     float* cdn

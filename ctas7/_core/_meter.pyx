@@ -35,6 +35,13 @@ cdef int _row_avx2 = CTAS7_METER_HAVE_ROW_AVX2 and _wide
 cdef int _series_avx = CTAS7_METER_HAVE_AVX and _wide
 
 
+cdef inline void _transform(const float* x, float* y, Py_ssize_t n, int anscombe) noexcept nogil:
+    if _row_avx2:
+        ctas7_meter_transform_avx(x, y, n, anscombe)
+    else:
+        ctas7_meter_transform(x, y, n, anscombe)
+
+
 def _wide_paths(row=None, series=None):
     """Whether the AVX2 row and series paths are in use; ``row`` / ``series``
     switch one off (False) or back on where supported (tests compare them)."""
@@ -206,7 +213,7 @@ cdef void _state_free(meter_state_t* st) noexcept nogil:
     free(st.state); free(st.state_age); free(st.x1); free(st.x2)
     free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
     free(st.thrbits); free(st.cm_buf); free(st.cm_fac); free(st.cm_gcount); free(st.cm_gstart)
-    free(st.z2); free(st.zrow); free(st.flags)
+    free(st.z2); free(st.zrow); free(st.flags); free(st.busy)
     free(st.upd); free(st.ybuf); free(st.zsm); free(st.cup); free(st.cdn); free(st.cvr); free(st.hthr); free(st.mwin); free(st.mq_tick); free(st.mq_node)
     free(st.active); free(st.gpos); free(st.gneg); free(st.gtouched); free(st.gmark)
     free(st.fired_tick); free(st.fired_count); free(st.fired_conf); free(st.fired_off)
@@ -265,6 +272,7 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.hthr, sizeof(double), cap)
             or _realloc(<void**>&st.z2, sizeof(double), cap)
             or _realloc(<void**>&st.zrow, sizeof(double), cap)
+            or _realloc(<void**>&st.busy, sizeof(int32_t), cap)
             or _realloc(<void**>&st.flags, sizeof(uint8_t), cap)):
         return -1
     if st.use_mwin:
@@ -532,7 +540,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
 
     Returns 1 if convergence fired (rising edge), 0 if not, -1 on OOM.
     """
-    cdef Py_ssize_t i, j, k, n = st.n
+    cdef Py_ssize_t i, j, k, n = st.n, jb, n_busy
     cdef int64_t lo = t - cfg.window_ticks + 1
     cdef int64_t age
     cdef float x
@@ -562,7 +570,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     if st.track and cfg.pattern_bonus > 0.0:
         _matches_advance(st, t, lo)
 
-    ctas7_meter_transform(row, st.ybuf, n, cfg.transform)
+    _transform(row, st.ybuf, n, cfg.transform)
     if cfg.common_mode:
         _common_mode(st, cfg)
 
@@ -597,9 +605,16 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     else:
         ctas7_meter_row_scalar(&rc, &rw, n)
 
+    # Without states or pattern bonus only nodes with persistence bits set
+    # can change anything: visit just those.
+    cdef int sparse = not use_bonus and not track
+    n_busy = n
     if not use_bonus:
         ctas7_meter_hist(flags, hist, n, cfg.persist_mask)
-    for i in range(n):
+    if sparse:
+        n_busy = ctas7_meter_busy(hist, n, st.busy)
+    for jb in range(n_busy):
+        i = st.busy[jb] if sparse else jb
         if use_bonus:
             fl8 = flags[i]
             raw = fl8 & CTAS7_ROW_RAW
@@ -1376,7 +1391,7 @@ def score_series(const float[::1] values,  # IN
         off = 0
         while off < n:
             m = n - off if n - off < SERIES_CHUNK else SERIES_CHUNK
-            ctas7_meter_transform(&values[off], ybuf, m, cfg.transform)
+            _transform(&values[off], ybuf, m, cfg.transform)
             first = ctas7_meter_series_baseline(ybuf, m, &sc, &ss, mbuf, vbuf)
             if first < m:
                 if _series_avx:
