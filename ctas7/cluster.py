@@ -187,6 +187,14 @@ def plan_cpus(n_workers: int, pin: bool | None = None, cpus=None):
     return loop, per, f"loop on CPU {loop}, workers on CPU{'s' if len(used) > 1 else ''} {','.join(map(str, used))}"
 
 
+def _thread_rusage():
+    """getrusage of the calling thread (Linux), else None."""
+    import resource
+
+    who = getattr(resource, "RUSAGE_THREAD", None)
+    return None if who is None else resource.getrusage(who)
+
+
 def rt_throttling_note() -> str | None:
     """What the kernel's RT throttling does to a busy-polling SCHED_FIFO task, or None if it is off.
 
@@ -697,7 +705,13 @@ class Cluster:
                 on_started(self)
             # Last, so that neither the forkserver nor a thread started above inherits the loop's CPU.
             placed = self._place()
+            ru0 = _thread_rusage()
             self._loop(t0, duration)
+            ru1 = _thread_rusage()
+            self._loop_sched = None if ru0 is None else {
+                "cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 3),
+                "involuntary_switches": ru1.ru_nivcsw - ru0.ru_nivcsw,
+                "voluntary_switches": ru1.ru_nvcsw - ru0.ru_nvcsw}
             t_stop = time.perf_counter()
             self._steady_end = (t_stop, self.processed)
             self._shutdown()
@@ -865,6 +879,8 @@ class Cluster:
             "offered_rate": None if self.rate == float("inf") else self.rate,
             "elapsed_s": round(elapsed, 3),
             "cpu_placement": getattr(self, "placement", None),
+            # Preemptions of the loop while it ran: other tasks on its CPU show here first.
+            "loop_scheduling": getattr(self, "_loop_sched", None),
             "startup_s": round(startup_s, 3),
             "drain_s": round(drain_s, 3),
             "throughput_events_per_s": self._steady_rate(),

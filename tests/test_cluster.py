@@ -122,6 +122,8 @@ def test_short_run_balances_and_cleans_up(tmp_path):
     assert set(s["stage_latency_us_per_batch"]) == {"teth", "meter", "axon", "prism"}
     assert s["targets"]["throughput"]["met"] is True
     assert s["workers"] == 2
+    ls = s["loop_scheduling"]
+    assert 0 < ls["cpu_s"] <= s["elapsed_s"] * 1.05 and ls["involuntary_switches"] >= 0
     assert _leftovers(name) == []
 
 
