@@ -29,8 +29,9 @@ cdef extern from "ctas7/meter.h" nogil:
         float cdn
         float cvr
 
-    Py_ssize_t ctas7_meter_series_baseline(const float* y, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
-                                           ctas7_meter_series_state* st, float* mb, float* vb)
+    Py_ssize_t ctas7_meter_series_step(const ctas7_meter_series_cfg* cfg, ctas7_meter_series_state* st,
+                                       const float* y, Py_ssize_t n, float* mb, float* vb,
+                                       const double* zr, Py_ssize_t nc, float* z, float* s)
     void ctas7_meter_series_residual(const float* y, const float* mb, const float* vb, Py_ssize_t n,
                                      double pf, double vf, int tr, double* zr)
     void ctas7_meter_series_residual_avx(const float* y, const float* mb, const float* vb, Py_ssize_t n,
@@ -79,8 +80,6 @@ cdef extern from "ctas7/meter.h" nogil:
     int CTAS7_METER_HAVE_ROW_AVX2
     void ctas7_meter_hist(const uint8_t* flags, uint32_t* hist, Py_ssize_t n, uint32_t mask)
     Py_ssize_t ctas7_meter_busy(const uint32_t* hist, Py_ssize_t n, int32_t* idx)
-    void ctas7_meter_series_chains(const double* zr, Py_ssize_t n, const ctas7_meter_series_cfg* cfg,
-                                   ctas7_meter_series_state* st, float* z, float* s)
 
 
 from ctas7._core._events cimport event_t as meter_event_t

@@ -1317,9 +1317,26 @@ def cusum_score(double s, double k):
     return cusum_bits(s, k)
 
 
-DEF SERIES_CHUNK = 1024   # values per block: the block's scratch (24 KiB) stays in L1
+DEF SERIES_CHUNK = 512   # values per block; two blocks' scratch (20 KiB) stay in L1
 
 
+cdef void _series_finish(const meter_cfg_t* cfg, const float* z, const float* sb, Py_ssize_t n,
+                         const float* zeros, const float* ones, float* out,
+                         float* s_last, double* b_last) noexcept nogil:
+    """Scores of one block from its z (surprisal kernel) and CUSUM values."""
+    cdef Py_ssize_t t
+    cdef double b, h0 = cfg.cusum_h0, off_bits = cfg.cusum_offset
+    if cfg.detector != 1:
+        surprisal_f32(z, zeros, ones, out, n)
+    if cfg.detector:
+        for t in range(n):
+            if sb[t] > 0.0 and sb[t] >= h0:
+                if sb[t] != s_last[0]:  # a CUSUM held at its cap repeats its value
+                    s_last[0] = sb[t]
+                    b_last[0] = cusum_bits(sb[t], cfg.cusum_k) - off_bits
+                b = b_last[0]
+                if b > out[t]:
+                    out[t] = <float>b
 
 
 def score_series(const float[::1] values,  # IN
@@ -1331,25 +1348,28 @@ def score_series(const float[::1] values,  # IN
     surprisal of the (smoothed) standardised residual and, with a CUSUM
     detector, ``cusum_score(S) - cusum_offset`` for the larger CUSUM ``S``
     (``"cusum"``: that alone; ``"both"``: the larger of the two).
-    Per block of SERIES_CHUNK values: the baseline recurrence, the residuals
-    (vectorised), the smoothing / CUSUM recurrences, then the surprisal
-    kernel and the CUSUM scores over the block.
+    Blocks of SERIES_CHUNK values go through: transform; the baseline
+    recurrence (in the same loop as the previous block's smoothing / CUSUM
+    recurrences); the residuals (vectorised); then, once the next block's
+    loop has run its recurrences, the surprisal kernel and CUSUM scores.
     """
-    cdef Py_ssize_t n = values.shape[0], off, m, t, j, first
+    cdef Py_ssize_t n = values.shape[0], off = 0, m, t, j, first
+    cdef Py_ssize_t p_off = 0, p_first = 0, p_m = 0, nc
+    cdef int cur = 0, have_prev = 0
     cdef ctas7_meter_series_cfg sc
     cdef ctas7_meter_series_state ss
     cdef const meter_cfg_t* cfg = &config.cfg
-    cdef double h = cfg.cusum_h, h0 = cfg.cusum_h0, off_bits = cfg.cusum_offset, b = 0.0
+    cdef double h = cfg.cusum_h, b_last = 0.0
     cdef float s_last = -1.0
     cdef float* buf
-    cdef float* ybuf
-    cdef float* zbuf
-    cdef float* sbuf
+    cdef float* ybuf[2]
+    cdef float* zbuf[2]
+    cdef float* sbuf[2]
+    cdef double* rbuf[2]
     cdef float* mbuf
     cdef float* vbuf
     cdef float* zeros
     cdef float* ones
-    cdef double* rbuf
     cdef const int64_t[::1] tn = config.thr_nodes
     cdef const double[::1] tb = config.thr_bits
     out = np.zeros(n, dtype=np.float32)
@@ -1359,7 +1379,7 @@ def score_series(const float[::1] values,  # IN
     if cfg.detector:
         for j in range(tn.shape[0]):
             if tn[j] == 0:  # node 0's own threshold sets its CUSUM cap
-                h = cusum_h_of_bits(tb[j] + off_bits, cfg.cusum_k)
+                h = cusum_h_of_bits(tb[j] + cfg.cusum_offset, cfg.cusum_k)
     sc.alpha = cfg.alpha
     sc.outlier_sigma = cfg.outlier_sigma
     sc.min_samples = cfg.min_samples
@@ -1373,44 +1393,45 @@ def score_series(const float[::1] values,  # IN
     sc.cusum_k = cfg.cusum_k
     sc.cusum_cap = 2.0 * h
     memset(&ss, 0, sizeof(ss))
-    buf = <float*>malloc(sizeof(float) * 9 * SERIES_CHUNK)
+    # float units: 2 x (y, z, s, residual as 2) + mean, var, zeros, ones
+    buf = <float*>malloc(sizeof(float) * 14 * SERIES_CHUNK)
     if buf == NULL:
         raise MemoryError()
-    rbuf = <double*>buf
-    ybuf = buf + 2 * SERIES_CHUNK
-    zbuf = buf + 3 * SERIES_CHUNK
-    sbuf = buf + 4 * SERIES_CHUNK
-    mbuf = buf + 5 * SERIES_CHUNK
-    vbuf = buf + 6 * SERIES_CHUNK
-    zeros = buf + 7 * SERIES_CHUNK
-    ones = buf + 8 * SERIES_CHUNK
+    for j in range(2):
+        rbuf[j] = <double*>(buf + 5 * j * SERIES_CHUNK)
+        ybuf[j] = buf + (5 * j + 2) * SERIES_CHUNK
+        zbuf[j] = buf + (5 * j + 3) * SERIES_CHUNK
+        sbuf[j] = buf + (5 * j + 4) * SERIES_CHUNK
+    mbuf = buf + 10 * SERIES_CHUNK
+    vbuf = buf + 11 * SERIES_CHUNK
+    zeros = buf + 12 * SERIES_CHUNK
+    ones = buf + 13 * SERIES_CHUNK
     with nogil:
         for t in range(SERIES_CHUNK):
             zeros[t] = 0.0
             ones[t] = 1.0
-        off = 0
-        while off < n:
+        while off < n or have_prev:
             m = n - off if n - off < SERIES_CHUNK else SERIES_CHUNK
-            _transform(&values[off], ybuf, m, cfg.transform)
-            first = ctas7_meter_series_baseline(ybuf, m, &sc, &ss, mbuf, vbuf)
-            if first < m:
+            if m:
+                _transform(&values[off], ybuf[cur], m, cfg.transform)
+            nc = p_m - p_first if have_prev else 0
+            first = ctas7_meter_series_step(&sc, &ss, ybuf[cur], m, mbuf, vbuf,
+                                            rbuf[1 - cur], nc, zbuf[1 - cur] + p_first, sbuf[1 - cur] + p_first)
+            if have_prev and nc:
+                _series_finish(cfg, zbuf[1 - cur] + p_first, sbuf[1 - cur] + p_first, nc, zeros, ones,
+                               &o[p_off + p_first], &s_last, &b_last)
+            have_prev = m > 0
+            if m and first < m:
                 if _series_avx:
-                    ctas7_meter_series_residual_avx(ybuf + first, mbuf + first, vbuf + first, m - first,
-                                                     cfg.poisson_floor, cfg.var_floor, cfg.transform, rbuf)
+                    ctas7_meter_series_residual_avx(ybuf[cur] + first, mbuf + first, vbuf + first, m - first,
+                                                    cfg.poisson_floor, cfg.var_floor, cfg.transform, rbuf[cur])
                 else:
-                    ctas7_meter_series_residual(ybuf + first, mbuf + first, vbuf + first, m - first,
-                                                cfg.poisson_floor, cfg.var_floor, cfg.transform, rbuf)
-                ctas7_meter_series_chains(rbuf, m - first, &sc, &ss, zbuf + first, sbuf + first)
-                if cfg.detector != 1:
-                    surprisal_f32(zbuf + first, zeros, ones, &o[off + first], m - first)
-                if cfg.detector:
-                    for t in range(first, m):
-                        if sbuf[t] > 0.0 and sbuf[t] >= h0:
-                            if sbuf[t] != s_last:  # a CUSUM held at its cap repeats its value
-                                s_last = sbuf[t]
-                                b = cusum_bits(s_last, cfg.cusum_k) - off_bits
-                            if b > o[off + t]:
-                                o[off + t] = <float>b
+                    ctas7_meter_series_residual(ybuf[cur] + first, mbuf + first, vbuf + first, m - first,
+                                                cfg.poisson_floor, cfg.var_floor, cfg.transform, rbuf[cur])
+            p_off = off
+            p_first = first
+            p_m = m
             off += m
+            cur = 1 - cur
         free(buf)
     return out

@@ -106,54 +106,149 @@ typedef struct {
     float zsm, cup, cdn, cvr;
 } ctas7_meter_series_state;
 
-/* Pass 1 (sequential): the baseline each value is scored against, then the
- * EWMA step. mb/vb get mean and var before the update; returns the first
- * index scored (count >= min_samples; warm-up never ends once begun). */
-static inline ptrdiff_t ctas7_meter_series_baseline(const float *restrict y, ptrdiff_t n,
-                                                    const ctas7_meter_series_cfg *cfg,
-                                                    ctas7_meter_series_state *st,
-                                                    float *restrict mb, float *restrict vb)
+/* Constants of the two recurrences, derived once per call. */
+typedef struct {
+    float alpha, sigma;
+    uint32_t ms, a_cnt;    /* from a_cnt values on, 1 / (count + 1) < alpha */
+    double clip2;          /* below clip2 * var, d^2 cannot reach the clip */
+    double sm, sm1, norm, k, cap;
+    int det, cv, smooth;
+} ctas7_meter_series_k;
+
+static inline void ctas7_meter_series_consts(const ctas7_meter_series_cfg *cfg, ctas7_meter_series_k *c)
 {
-    const float alpha = cfg->alpha, sigma = cfg->outlier_sigma;
-    const uint32_t ms = cfg->min_samples;
-    float mean = st->mean, var = st->var;
+    const double inv = 1.0 / (double)cfg->alpha;
+    c->alpha = cfg->alpha;
+    c->sigma = cfg->outlier_sigma;
+    c->ms = cfg->min_samples;
+    c->a_cnt = inv < 4.0e9 ? (uint32_t)inv + 3u : 0xFFFFFFFFu;
+    c->clip2 = 0.998 * (double)cfg->outlier_sigma * (double)cfg->outlier_sigma;
+    c->sm = cfg->smoothing;
+    c->sm1 = 1.0 - cfg->smoothing;
+    c->norm = cfg->smooth_norm;
+    c->k = cfg->cusum_k;
+    c->cap = cfg->cusum_cap;
+    c->det = cfg->detector;
+    c->cv = cfg->cusum_variance;
+    c->smooth = cfg->smoothing < 1.0;
+}
+
+/* One EWMA step, as _ref_ewma (float32, op for op): non-finite values
+ * leave the baseline alone. The clip needs sqrt(var) only when d is near
+ * or past it (the margin in clip2 covers the roundings of d, half, lo and
+ * hi), and it is a rarely taken branch, so the predicted path carries only
+ * mean += a d and var = (1 - a)(var + a d d). */
+static inline void ctas7_meter_series_ewma(const ctas7_meter_series_k *c, float x, float *mean_, float *var_,
+                                           uint32_t *cnt_)
+{
+    float mean = *mean_, var = *var_;
+    uint32_t cnt = *cnt_;
+    if (fabsf(x) < INFINITY) {
+        float a = c->alpha;
+        if (__builtin_expect(cnt < c->a_cnt, 0)) {
+            const float w = 1.0f / ((float)cnt + 1.0f);
+            a = c->alpha > w ? c->alpha : w;
+        }
+        float d = x - mean;
+        if (cnt >= c->ms && var > 0.0f && (double)d * (double)d > c->clip2 * (double)var) {
+            const float half = c->sigma * sqrtf(var);
+            const float lo = mean - half, hi = mean + half;
+            if (x < lo || x > hi)
+                d = (x < lo ? lo : hi) - mean;
+        }
+        *mean_ = mean + a * d;
+        *var_ = (1.0f - a) * (var + a * d * d);
+        *cnt_ = cnt + (cnt != 0xFFFFFFFFu);
+    }
+}
+
+/* One step of the smoothing and CUSUM recurrences on r = d / sqrt(var_eff),
+ * as _close_tick: returns the standardised (smoothed) residual the
+ * surprisal is taken of (0 where NaN) and sets *so to the largest CUSUM. */
+static inline float ctas7_meter_series_chain(const ctas7_meter_series_k *c, double r, float *zsm, float *cup,
+                                             float *cdn, float *cvr, float *so)
+{
+    double zz = r;
+    float top = 0.0f;
+    if (c->det) {
+        if (r == r) {
+            /* A CUSUM at 0 stays there while r <= k (its common case): the
+             * branch keeps the conversions off the loop-carried chain. */
+            if (*cup != 0.0f || r > c->k) {
+                double su = (double)*cup + r - c->k;
+                su = su < 0.0 ? 0.0 : (su > c->cap ? c->cap : su);
+                *cup = (float)su;
+            }
+            if (*cdn != 0.0f || -r > c->k) {
+                double su = (double)*cdn - r - c->k;
+                su = su < 0.0 ? 0.0 : (su > c->cap ? c->cap : su);
+                *cdn = (float)su;
+            }
+            if (c->cv) {
+                double q = r * r;
+                if (!(q <= 4.0)) /* VAR_CLIP */
+                    q = 4.0;
+                double su = (double)*cvr + (q - 1.0) * 0.70710678118654752440 - c->k;
+                su = su < 0.0 ? 0.0 : (su > c->cap ? c->cap : su);
+                *cvr = (float)su;
+            }
+        }
+        top = *cup > *cdn ? *cup : *cdn;
+        if (c->cv && *cvr > top)
+            top = *cvr;
+    }
+    if (c->smooth && r == r) {
+        *zsm = (float)(c->sm1 * (double)*zsm + c->sm * r);
+        zz = (double)*zsm * c->norm;
+    }
+    *so = top;
+    return zz == zz ? (float)zz : 0.0f;
+}
+
+/* The two sequential passes, software-pipelined: the baseline of this block
+ * (y[0:n] -> mb, vb: mean and var before each update) runs in the same loop
+ * as the smoothing / CUSUM recurrences of the previous block (zr[0:nc] ->
+ * z, s), so their independent dependency chains overlap. Returns the first
+ * index of this block that is scored (count >= min_samples: warm-up never
+ * ends once begun). */
+static inline ptrdiff_t ctas7_meter_series_step(const ctas7_meter_series_cfg *cfg, ctas7_meter_series_state *st,
+                                                const float *restrict y, ptrdiff_t n, float *restrict mb,
+                                                float *restrict vb, const double *restrict zr, ptrdiff_t nc,
+                                                float *restrict z, float *restrict s)
+{
+    ctas7_meter_series_k c;
+    ctas7_meter_series_consts(cfg, &c);
+    float mean = st->mean, var = st->var, zsm = st->zsm, cup = st->cup, cdn = st->cdn, cvr = st->cvr;
     uint32_t cnt = st->count;
-    ptrdiff_t first = n;
-    /* From a_cnt values on, 1 / (count + 1) < alpha: the rate is alpha. */
-    const double inv = 1.0 / (double)alpha;
-    const uint32_t a_cnt = inv < 4.0e9 ? (uint32_t)inv + 3u : 0xFFFFFFFFu;
-    const double clip2 = 0.998 * (double)sigma * (double)sigma;
-    for (ptrdiff_t t = 0; t < n; ++t) {
-        const float x = y[t];
-        if (first == n && cnt >= ms)
-            first = t;
+    ptrdiff_t first = n, t = 0;
+    const ptrdiff_t both = n < nc ? n : nc;
+    if (cnt >= c.ms)
+        first = 0;
+    for (; t < both; ++t) {
         mb[t] = mean;
         vb[t] = var;
-        /* EWMA, as _ref_ewma: non-finite values leave the baseline alone */
-        if (fabsf(x) < INFINITY) {
-            float a = alpha;
-            if (__builtin_expect(cnt < a_cnt, 0)) {
-                const float w = 1.0f / ((float)cnt + 1.0f);
-                a = alpha > w ? alpha : w;
-            }
-            float d = x - mean;
-            /* Clip test: no sqrt unless d is near or past the clip (the
-             * margin covers the roundings of d, half, lo and hi). */
-            if (cnt >= ms && var > 0.0f && (double)d * (double)d > clip2 * (double)var) {
-                const float half = sigma * sqrtf(var);
-                const float lo = mean - half, hi = mean + half;
-                if (x < lo || x > hi)
-                    d = (x < lo ? lo : hi) - mean;
-            }
-            mean = mean + a * d;
-            var = (1.0f - a) * (var + a * d * d);
-            cnt += cnt != 0xFFFFFFFFu;
-        }
+        ctas7_meter_series_ewma(&c, y[t], &mean, &var, &cnt);
+        z[t] = ctas7_meter_series_chain(&c, zr[t], &zsm, &cup, &cdn, &cvr, s + t);
+        if (first == n && cnt >= c.ms)
+            first = t + 1;
     }
+    for (ptrdiff_t u = t; u < n; ++u) {
+        mb[u] = mean;
+        vb[u] = var;
+        ctas7_meter_series_ewma(&c, y[u], &mean, &var, &cnt);
+        if (first == n && cnt >= c.ms)
+            first = u + 1;
+    }
+    for (ptrdiff_t u = t; u < nc; ++u)
+        z[u] = ctas7_meter_series_chain(&c, zr[u], &zsm, &cup, &cdn, &cvr, s + u);
     st->mean = mean;
     st->var = var;
     st->count = cnt;
-    return first;
+    st->zsm = zsm;
+    st->cup = cup;
+    st->cdn = cdn;
+    st->cvr = cvr;
+    return first < n ? first : n;
 }
 
 /* Pass 2 (independent per value): the standardised residual
@@ -220,69 +315,6 @@ ctas7_meter_series_residual_avx(const float *restrict y, const float *restrict m
 #define ctas7_meter_series_residual_avx ctas7_meter_series_residual
 #define CTAS7_METER_HAVE_AVX 0
 #endif
-
-/* Pass 3 (sequential): smoothing and CUSUMs of zr. z[t]: the standardised
- * (smoothed) residual the surprisal is taken of (0 where NaN); s[t]: the
- * largest CUSUM after the update (0 without CUSUM). */
-static inline void ctas7_meter_series_chains(const double *restrict zr, ptrdiff_t n,
-                                             const ctas7_meter_series_cfg *cfg,
-                                             ctas7_meter_series_state *st,
-                                             float *restrict z, float *restrict s)
-{
-    const double sm = cfg->smoothing, norm = cfg->smooth_norm, k = cfg->cusum_k, cap = cfg->cusum_cap;
-    const int det = cfg->detector, cv = cfg->cusum_variance;
-    float zsm = st->zsm, cup = st->cup, cdn = st->cdn, cvr = st->cvr;
-    if (!det && !(sm < 1.0)) {
-        for (ptrdiff_t t = 0; t < n; ++t) {
-            const double v = zr[t];
-            z[t] = v == v ? (float)v : 0.0f;
-            s[t] = 0.0f;
-        }
-        return;
-    }
-    for (ptrdiff_t t = 0; t < n; ++t) {
-        const double r = zr[t];
-        double zz = r;
-        float so = 0.0f;
-        if (det) {
-            if (r == r) {
-                /* A CUSUM at 0 stays there while r <= k (its common case):
-                 * the branch keeps the conversions off the chain. */
-                if (cup != 0.0f || r > k) {
-                    double su = (double)cup + r - k;
-                    su = su < 0.0 ? 0.0 : (su > cap ? cap : su);
-                    cup = (float)su;
-                }
-                if (cdn != 0.0f || -r > k) {
-                    double su = (double)cdn - r - k;
-                    su = su < 0.0 ? 0.0 : (su > cap ? cap : su);
-                    cdn = (float)su;
-                }
-                if (cv) {
-                    double q = r * r;
-                    if (!(q <= 4.0)) /* VAR_CLIP */
-                        q = 4.0;
-                    double su = (double)cvr + (q - 1.0) * 0.70710678118654752440 - k;
-                    su = su < 0.0 ? 0.0 : (su > cap ? cap : su);
-                    cvr = (float)su;
-                }
-            }
-            so = cup > cdn ? cup : cdn;
-            if (cv && cvr > so)
-                so = cvr;
-        }
-        if (sm < 1.0 && r == r) {
-            zsm = (float)((1.0 - sm) * (double)zsm + sm * r);
-            zz = (double)zsm * norm;
-        }
-        z[t] = zz == zz ? (float)zz : 0.0f;
-        s[t] = so;
-    }
-    st->zsm = zsm;
-    st->cup = cup;
-    st->cdn = cdn;
-    st->cvr = cvr;
-}
 
 /* ------------------------------------------------------------------------
  * One tick, every node: the per-node arithmetic of _close_tick
