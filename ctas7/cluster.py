@@ -160,11 +160,17 @@ def plan_cpus(n_workers: int, pin: bool | None = None, cpus=None):
     pins whenever there are two CPUs or more; ``False`` never. Without
     pinning the result is ``(None, [() ...], note)``.
 
-    Why pin by default: left to itself, the scheduler of a small (virtual)
-    machine may put a worker that sleeps between commits on the loop's CPU,
-    where each of its wake-ups preempts the loop (measured here: both on one
-    CPU in every sample, the other idle, ~10,000 involuntary switches/s of
-    the loop, p50 latency 5× higher).
+    Why it is not the default: left to itself, the scheduler of this 2-vCPU
+    machine put the worker (sleeping between commits) on the loop's CPU in
+    every sample, the other CPU idle, and the loop was preempted ~10,000
+    times/s; pinned, with the worker busy-polling (``worker_wait``), the loop
+    is preempted ~10-50 times/s and p50 halves (median of 9 quiet runs at
+    1M events/s: 54 vs 96 µs). But both CPUs are then busy all the time, so
+    any other task that runs takes its time slice (ticks of 4 ms) from the
+    loop or the worker, which cannot move away: p99 ranged 0.2-12 ms
+    (median 1.0 ms) against 0.37-1.3 ms (median 0.66 ms) unpinned, p99.9
+    6.6 vs 2.4 ms. On a machine with CPUs kept free of other work
+    (``isolcpus``, a dedicated host) pinning is the better choice.
 
     >>> plan_cpus(1, cpus=[0, 1])
     (0, [(1,)], 'loop on CPU 0, workers on CPU 1')
@@ -274,8 +280,8 @@ class Cluster:
         up at low rates.
     pin : bool or None
         Pin the pipeline loop and the workers to CPUs (:func:`plan_cpus`;
-        ``None``: when each can have one of its own). Restored after
-        :meth:`run`.
+        ``None``: when each can have one of its own; default ``False``, see
+        there why). Restored after :meth:`run`.
     worker_wait : {"auto", "spin", "sleep"}
         How a paced synthetic worker waits for its next events: ``spin``
         polls the clock (a busy core, no wake-ups), ``sleep`` sleeps
@@ -303,7 +309,7 @@ class Cluster:
                  max_batch: int = 1 << 18, worker_batch: int = 8192, chain=None, metrics: bool = True,
                  idle_sleep: float = 20e-6, max_lag: float = 0.05, max_hold: float = 0.025, spin: float = 200e-6,
                  heartbeat: float = 50e-6, worker_sleep: float = 20e-6, switch_interval: float = 1e-4,
-                 config: dict | None = None, pin: bool | None = None, worker_wait: str = "auto", realtime: int = 0,
+                 config: dict | None = None, pin: bool | None = False, worker_wait: str = "auto", realtime: int = 0,
                  nice: int = 0):
         from ctas7.chain import default_chain
 
@@ -966,9 +972,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with several workers, the most an event waits for a slower worker's channel before it "
                         "passes anyway (default 25ms; shorter: lower latency, but a late worker's stations can look "
                         "like a convergence)")
-    p.add_argument("--pin", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--pin", choices=("auto", "on", "off"), default="off",
                    help="pin the pipeline loop and the workers to CPUs of their own (auto: when there are enough "
-                        "CPUs for one each; default auto)")
+                        "CPUs for one each). Halves p50 but, with every CPU then busy, other tasks' time slices land "
+                        "on the loop or a worker: worth it on CPUs kept free of other work (default off)")
     p.add_argument("--worker-wait", choices=("auto", "spin", "sleep"), default="auto",
                    help="how a paced synthetic worker waits for its next events: spin (busy-polls its CPU, lowest "
                         "latency), sleep (frees the CPU, wake-ups cost latency); auto: spin when pinned to a CPU of "
@@ -1130,7 +1137,7 @@ def run(args) -> int:
         name=args.metrics_name, seed=args.seed, burst_every=args.burst_every, sample_events=args.sample_events,
         dead_letter_dir=args.dead_letter_dir, max_hold=max_hold,
         config={"latency_target_ns": lat_target, "throughput_target": tput_target, "placement": note},
-        pin={"auto": None, "on": True, "off": False}[getattr(args, "pin", "auto")],
+        pin={"auto": None, "on": True, "off": False}[getattr(args, "pin", "off")],
         worker_wait=getattr(args, "worker_wait", "auto"), realtime=getattr(args, "realtime", 0) or 0,
         nice=getattr(args, "nice", 0),
     )

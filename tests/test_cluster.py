@@ -539,7 +539,9 @@ def test_plan_cpus_and_placement_options():
     p = argparse.ArgumentParser()
     cluster.add_arguments(p)
     a = p.parse_args([])
-    assert (a.pin, a.worker_wait, a.realtime) == ("auto", "auto", 0)
+    assert (a.pin, a.worker_wait, a.realtime, a.nice) == ("off", "auto", 0, 0)
+    c = cluster.Cluster(surreal=None)  # the defaults: not pinned, paced workers sleep
+    assert c.loop_cpu is None and not c.worker_spin and c.pin_note == "not pinned"
     a = p.parse_args("--pin off --worker-wait sleep --realtime".split())
     assert (a.pin, a.worker_wait, a.realtime) == ("off", "sleep", 10)
 
