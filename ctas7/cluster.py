@@ -162,14 +162,14 @@ def plan_cpus(n_workers: int, pin: bool | None = None, cpus=None):
 
     Why it is not the default: left to itself, the scheduler of this 2-vCPU
     machine put the worker (sleeping between commits) on the loop's CPU in
-    every sample, the other CPU idle, and the loop was preempted ~10,000
-    times/s; pinned, with the worker busy-polling (``worker_wait``), the loop
-    is preempted ~10-50 times/s and p50 halves (median of 9 quiet runs at
-    1M events/s: 54 vs 96 µs). But both CPUs are then busy all the time, so
-    any other task that runs takes its time slice (ticks of 4 ms) from the
-    loop or the worker, which cannot move away: p99 ranged 0.2-12 ms
-    (median 1.0 ms) against 0.37-1.3 ms (median 0.66 ms) unpinned, p99.9
-    6.6 vs 2.4 ms. On a machine with CPUs kept free of other work
+    every sample, the other CPU idle, and the loop was preempted up to
+    ~10,000 times/s; pinned, with the worker busy-polling (``worker_wait``),
+    the loop is preempted ~10-40 times/s and p50 halves (medians of 9 quiet
+    runs each at 1M events/s, same build: 54 vs 101 µs). But both CPUs are
+    then busy all the time, so any other task that runs takes its time slice
+    (ticks of 4 ms) from the loop or the worker, which cannot move away: p99
+    ranged 0.2-12 ms (median 1.0 ms) against 0.37-8.5 ms (median 0.78 ms)
+    unpinned, p99.9 medians 6.6 vs 3.3 ms. On CPUs kept free of other work
     (``isolcpus``, a dedicated host) pinning is the better choice.
 
     >>> plan_cpus(1, cpus=[0, 1])
