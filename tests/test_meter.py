@@ -882,3 +882,33 @@ def test_wide_paths_match_scalar():
         _meter._wide_paths(row=True, series=True)
     for seed, (w, s) in enumerate(zip(wide, narrow)):
         assert w == s, f"seed {seed}"
+
+
+@pytest.mark.parametrize("k", [0.05, 0.25, 0.5, 1.0, 1.46, 3.0, 5.0])
+def test_cusum_score_block_matches_libm(k):
+    # score_series's CUSUM scores come from a libm-free exp/log2; within 1e-12 of the reference.
+    s = np.r_[0.0, np.geomspace(1e-6, 690.0 / (2.0 * k), 3000)]  # up to x = 690 (libm past 700)
+    got = _meter._cusum_score_block(s, k)
+    ref = np.array([meter_mod.reference_cusum_score(v, k) for v in s])
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not _meter._wide_paths()[1], reason="no AVX2 on this CPU (or CTAS7_SIMD=scalar)")
+@pytest.mark.parametrize("k,h0,offset", [(0.5, 0.0, 0.0), (1.46, 1.0, 7.0), (0.05, 3.0, -2.0), (5.0, 0.0, 30.0)])
+def test_cusum_scores_wide_matches_scalar(k, h0, offset):
+    rng = np.random.default_rng(int(k * 100))
+    s = np.abs(rng.normal(0, 20, 1003)).astype(np.float32)
+    s[::7] = 0.0
+    s[5:40] = s[5]  # a CUSUM held at its cap
+    s[50] = 3e4     # past the polynomial range: libm
+    base = rng.uniform(0, 20, s.shape[0]).astype(np.float32)
+    a, b = base.copy(), base.copy()
+    _meter._cusum_scores(s, k, h0, offset, a, True)
+    _meter._cusum_scores(s, k, h0, offset, b, False)
+    np.testing.assert_array_equal(a, b)
+    ref = base.astype(np.float64)
+    for i, v in enumerate(s.astype(np.float64)):
+        if v > 0 and v >= h0:
+            ref[i] = max(ref[i], meter_mod.reference_cusum_score(v, k) - offset) if 2 * k * (v + 1.166) < 700 else ref[i]
+    sel = 2 * k * (s.astype(np.float64) + 1.166) < 700
+    np.testing.assert_allclose(a[sel], ref[sel].astype(np.float32), rtol=1e-6)

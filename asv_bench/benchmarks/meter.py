@@ -7,7 +7,14 @@ from asv_runner.benchmarks.mark import SkipNotImplemented  # skips one parameter
 
 from ctas7.sim.synthetic import batches, synthetic_stream
 from ctas7.stage import Frame
-from ctas7.stages.meter import Meter, MeterParams, evaluate_activity, reference_evaluate
+from ctas7.stages.meter import (
+    Meter,
+    MeterParams,
+    evaluate_activity,
+    reference_evaluate,
+    reference_score_series,
+    score_series,
+)
 
 from .common import rng
 
@@ -142,3 +149,38 @@ class EvaluateScaling:
         return float(np.median(runs)) / self.a.size
 
     track_ns_per_node_tick.unit = "ns"
+
+
+#: score_series settings: the defaults (Anscombe, smoothing, CUSUM "both"),
+#: the surprisal alone, and the scale-aware CUSUM of asv_bench/peers.py.
+SERIES_PARAMS = {
+    "default": MeterParams(),
+    "surprisal": MeterParams(smoothing=1.0, detector="surprisal"),
+    "cusum": MeterParams(transform="none", poisson_floor=0.0, var_floor=0.25, detector="cusum", smoothing=1.0,
+                         cusum_k=1.0, cusum_offset=0.0, score_threshold=20.0),
+}
+
+
+class ScoreSeries:
+    """One series, one call (the NAB detector path): 200,000 values with a
+    step and a spike. Peer: the numpy/Python reference on a 2,000-value
+    prefix (divide by 2,000 vs 200,000 for the per-value ratio)."""
+
+    params = [list(SERIES_PARAMS)]
+    param_names = ["settings"]
+
+    def setup(self, settings):
+        r = rng(77)
+        x = r.normal(50.0, 3.0, 200_000)
+        x[120_000:] += 6.0
+        x[150_000] += 60.0
+        self.x = x.astype(np.float32)
+        self.prefix = self.x[:2_000].copy()
+        self.config = SERIES_PARAMS[settings].compile()
+        self.p = SERIES_PARAMS[settings]
+
+    def time_score_series(self, settings):
+        score_series(self.x, self.config)
+
+    def time_reference_2k(self, settings):
+        reference_score_series(self.prefix, self.p)

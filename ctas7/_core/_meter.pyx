@@ -1310,6 +1310,35 @@ def cusum_threshold(double bits, double k):
     return cusum_h_of_bits(bits, k)
 
 
+def _cusum_score_block(s, double k):
+    """``ctas7_meter_cusum_bits`` (the libm-free block version) of each
+    ``s`` (tests compare it with ``cusum_score``)."""
+    cdef const double[::1] sv = np.ascontiguousarray(s, dtype=np.float64)
+    out = np.empty(sv.shape[0], dtype=np.float64)
+    cdef double[::1] o = out
+    cdef Py_ssize_t i
+    if not k > 0.0:
+        raise ValueError(f"cusum_k must be > 0, got {k}")
+    for i in range(sv.shape[0]):
+        o[i] = ctas7_meter_cusum_bits(sv[i], k)
+    return out
+
+
+def _cusum_scores(const float[::1] s, double k, double h0, double offset, float[::1] out, bint wide):  # IN, OUT
+    """``out = max(out, cusum score - offset)`` where ``s > 0`` and ``s >= h0``,
+    by the AVX2 block (``wide``) or the scalar loop (tests)."""
+    if out.shape[0] != s.shape[0]:
+        raise ValueError("s and out differ in length")
+    if wide and not _wide:
+        raise ValueError("AVX2 is not in use on this machine")
+    if s.shape[0] == 0:
+        return
+    if wide:
+        ctas7_meter_cusum_scores_avx2(&s[0], s.shape[0], k, h0, offset, &out[0])
+    else:
+        ctas7_meter_cusum_scores(&s[0], s.shape[0], k, h0, offset, &out[0])
+
+
 def cusum_score(double s, double k):
     """Score in bits of a one-sided CUSUM value ``s`` with reference ``k``."""
     if not k > 0.0:
@@ -1321,22 +1350,16 @@ DEF SERIES_CHUNK = 512   # values per block; two blocks' scratch (20 KiB) stay i
 
 
 cdef void _series_finish(const meter_cfg_t* cfg, const float* z, const float* sb, Py_ssize_t n,
-                         const float* zeros, const float* ones, float* out,
-                         float* s_last, double* b_last) noexcept nogil:
+                         const float* zeros, const float* ones, float* out) noexcept nogil:
     """Scores of one block from its z (surprisal kernel) and CUSUM values."""
-    cdef Py_ssize_t t
-    cdef double b, h0 = cfg.cusum_h0, off_bits = cfg.cusum_offset
+    cdef double h0 = cfg.cusum_h0, off_bits = cfg.cusum_offset
     if cfg.detector != 1:
         surprisal_f32(z, zeros, ones, out, n)
     if cfg.detector:
-        for t in range(n):
-            if sb[t] > 0.0 and sb[t] >= h0:
-                if sb[t] != s_last[0]:  # a CUSUM held at its cap repeats its value
-                    s_last[0] = sb[t]
-                    b_last[0] = cusum_bits(sb[t], cfg.cusum_k) - off_bits
-                b = b_last[0]
-                if b > out[t]:
-                    out[t] = <float>b
+        if _series_avx:
+            ctas7_meter_cusum_scores_avx2(sb, n, cfg.cusum_k, h0, off_bits, out)
+        else:
+            ctas7_meter_cusum_scores(sb, n, cfg.cusum_k, h0, off_bits, out)
 
 
 def score_series(const float[::1] values,  # IN
@@ -1359,8 +1382,7 @@ def score_series(const float[::1] values,  # IN
     cdef ctas7_meter_series_cfg sc
     cdef ctas7_meter_series_state ss
     cdef const meter_cfg_t* cfg = &config.cfg
-    cdef double h = cfg.cusum_h, b_last = 0.0
-    cdef float s_last = -1.0
+    cdef double h = cfg.cusum_h
     cdef float* buf
     cdef float* ybuf[2]
     cdef float* zbuf[2]
@@ -1419,7 +1441,7 @@ def score_series(const float[::1] values,  # IN
                                             rbuf[1 - cur], nc, zbuf[1 - cur] + p_first, sbuf[1 - cur] + p_first)
             if have_prev and nc:
                 _series_finish(cfg, zbuf[1 - cur] + p_first, sbuf[1 - cur] + p_first, nc, zeros, ones,
-                               &o[p_off + p_first], &s_last, &b_last)
+                               &o[p_off + p_first])
             have_prev = m > 0
             if m and first < m:
                 if _series_avx:

@@ -316,6 +316,176 @@ ctas7_meter_series_residual_avx(const float *restrict y, const float *restrict m
 #define CTAS7_METER_HAVE_AVX 0
 #endif
 
+/* CUSUM score in bits, log2((e^x - 1 - x) / (2 k^2)) with x = 2 k (s + 1.166)
+ * (Siegmund's in-control run length; _meter.pyx cusum_bits), for a whole
+ * block without libm calls. e^x: x = n ln2 + r, |r| <= ln2 / 2, degree-13
+ * Taylor polynomial (truncation < 1e-17); log2: y = m 2^e, m in
+ * [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m - 1)/(m + 1), |s| <= 0.172,
+ * series to s^23 (< 1e-19). e^x - 1 - x loses at most a factor
+ * 1 / (1 - (1 + x) e^-x) <= 170 of relative precision (x >= 2 k 1.166 with
+ * k >= 0.05), so the result is within 1e-13 of the libm value; x outside
+ * [0.1, 700] falls back to libm. */
+static inline double ctas7_meter_exp(double x)
+{
+    /* round to nearest integer: |x log2 e| < 2^51, so adding 1.5 * 2^52 leaves it in the ulp */
+    const double n = (x * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
+    double r = x - n * 6.93147180369123816490e-01;   /* ln2, high part (exact product) */
+    r = r - n * 1.90821492927058770002e-10;          /* low part */
+    double p = 1.0 / 6227020800.0;                   /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    const uint64_t bits = (uint64_t)((int64_t)n + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, 8);
+    return p * scale;
+}
+
+static inline double ctas7_meter_log2(double y) /* y > 0, normal */
+{
+    uint64_t b;
+    memcpy(&b, &y, 8);
+    double e = (double)((int64_t)((b >> 52) & 0x7FF) - 1023);
+    b = (b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+    double m;
+    memcpy(&m, &b, 8);
+    if (m > 1.4142135623730951) {
+        m *= 0.5;
+        e += 1.0;
+    }
+    const double sq = (m - 1.0) / (m + 1.0), s2 = sq * sq;
+    double p = 1.0 / 23.0;
+    p = p * s2 + 1.0 / 21.0;
+    p = p * s2 + 1.0 / 19.0;
+    p = p * s2 + 1.0 / 17.0;
+    p = p * s2 + 1.0 / 15.0;
+    p = p * s2 + 1.0 / 13.0;
+    p = p * s2 + 1.0 / 11.0;
+    p = p * s2 + 1.0 / 9.0;
+    p = p * s2 + 1.0 / 7.0;
+    p = p * s2 + 1.0 / 5.0;
+    p = p * s2 + 1.0 / 3.0;
+    p = p * s2 + 1.0;
+    return e + (2.0 * sq * p) * 1.4426950408889634;
+}
+
+static inline double ctas7_meter_cusum_bits(double s, double k)
+{
+    const double x = 2.0 * k * (s + 1.166);
+    if (!(x >= 0.1 && x <= 700.0))
+        return log2((expm1(x) - x) / (2.0 * k * k));
+    return ctas7_meter_log2((ctas7_meter_exp(x) - 1.0 - x) / (2.0 * k * k));
+}
+
+/* out[t] = max(out[t], score of s[t] - offset) where s[t] > 0 and s[t] >= h0
+ * (below h0 the score is negative); `only` (detector "cusum"): out[t] is 0
+ * on entry. Consecutive equal s (a CUSUM held at its cap) reuse the score. */
+static inline void ctas7_meter_cusum_scores(const float *restrict s, ptrdiff_t n, double k, double h0,
+                                            double offset, float *restrict out)
+{
+    float last = -1.0f;
+    double b = 0.0;
+    for (ptrdiff_t t = 0; t < n; ++t) {
+        const float v = s[t];
+        if (v > 0.0f && (double)v >= h0) {
+            if (v != last) {
+                last = v;
+                b = ctas7_meter_cusum_bits((double)v, k) - offset;
+            }
+            if (b > (double)out[t])
+                out[t] = (float)b;
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same exp / log2 four lanes at a time (same double operations in the
+ * same order, no FMA: identical bits to ctas7_meter_cusum_bits). */
+__attribute__((target("avx2"))) static inline __m256d ctas7_meter_cusum_bits4(__m256d x, __m256d k2)
+{
+    const __m256d shift = _mm256_set1_pd(6755399441055744.0);
+    const __m256d n = _mm256_sub_pd(_mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)), shift), shift);
+    __m256d r = _mm256_sub_pd(x, _mm256_mul_pd(n, _mm256_set1_pd(6.93147180369123816490e-01)));
+    r = _mm256_sub_pd(r, _mm256_mul_pd(n, _mm256_set1_pd(1.90821492927058770002e-10)));
+    static const double c[14] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0,
+                                 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+    __m256d p = _mm256_set1_pd(c[0]);
+    for (int i = 1; i < 14; ++i)
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(c[i]));
+    /* 2^n: n + 1023 in the exponent field (n is an exact small integer) */
+    const __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
+    const __m256d scale = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(1023)), 52));
+    const __m256d one = _mm256_set1_pd(1.0);
+    const __m256d y = _mm256_div_pd(_mm256_sub_pd(_mm256_sub_pd(_mm256_mul_pd(p, scale), one), x), k2);
+    /* log2(y) */
+    const __m256i b = _mm256_castpd_si256(y);
+    const __m256d two52 = _mm256_set1_pd(4503599627370496.0);
+    __m256d e = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi64(b, 52),
+                                                                                   _mm256_set1_epi64x(0x7FF)),
+                                                                  _mm256_castpd_si256(two52))),
+                              two52);
+    e = _mm256_sub_pd(e, _mm256_set1_pd(1023.0));
+    __m256d m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL)),
+                                                    _mm256_set1_epi64x(0x3FF0000000000000LL)));
+    const __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
+    e = _mm256_blendv_pd(e, _mm256_add_pd(e, one), big);
+    const __m256d sq = _mm256_div_pd(_mm256_sub_pd(m, one), _mm256_add_pd(m, one)), s2 = _mm256_mul_pd(sq, sq);
+    static const double d[12] = {1.0 / 23.0, 1.0 / 21.0, 1.0 / 19.0, 1.0 / 17.0, 1.0 / 15.0, 1.0 / 13.0,
+                                 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0};
+    __m256d q = _mm256_set1_pd(d[0]);
+    for (int i = 1; i < 12; ++i)
+        q = _mm256_add_pd(_mm256_mul_pd(q, s2), _mm256_set1_pd(d[i]));
+    return _mm256_add_pd(e, _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(2.0), sq), q),
+                                          _mm256_set1_pd(1.4426950408889634)));
+}
+
+__attribute__((target("avx2"))) static void ctas7_meter_cusum_scores_avx2(const float *restrict s, ptrdiff_t n,
+                                                                         double k, double h0, double offset,
+                                                                         float *restrict out)
+{
+    const __m256d vk2 = _mm256_set1_pd(2.0 * k), k2 = _mm256_set1_pd(2.0 * k * k), c1166 = _mm256_set1_pd(1.166);
+    const __m256d vh0 = _mm256_set1_pd(h0), zero = _mm256_setzero_pd(), voff = _mm256_set1_pd(offset);
+    const __m256d lo = _mm256_set1_pd(0.1), hi = _mm256_set1_pd(700.0);
+    ptrdiff_t t = 0;
+    for (; t + 4 <= n; t += 4) {
+        const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(s + t));
+        const __m256d use = _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GT_OQ), _mm256_cmp_pd(v, vh0, _CMP_GE_OQ));
+        const int mu = _mm256_movemask_pd(use);
+        if (!mu)
+            continue;
+        const __m256d x = _mm256_mul_pd(vk2, _mm256_add_pd(v, c1166));
+        const int inr = _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(x, lo, _CMP_GE_OQ), _mm256_cmp_pd(x, hi, _CMP_LE_OQ)));
+        double b[4];
+        _mm256_storeu_pd(b, _mm256_sub_pd(ctas7_meter_cusum_bits4(_mm256_blendv_pd(lo, x, _mm256_cmp_pd(x, x, _CMP_ORD_Q)), k2), voff));
+        for (int j = 0; j < 4; ++j) {
+            if (!((mu >> j) & 1))
+                continue;
+            const double bj = ((inr >> j) & 1) ? b[j] : ctas7_meter_cusum_bits((double)s[t + j], k) - offset;
+            if (bj > (double)out[t + j])
+                out[t + j] = (float)bj;
+        }
+    }
+    if (t < n)
+        ctas7_meter_cusum_scores(s + t, n - t, k, h0, offset, out + t);
+}
+#define CTAS7_METER_HAVE_CUSUM_AVX2 1
+#else
+#define ctas7_meter_cusum_scores_avx2 ctas7_meter_cusum_scores
+#define CTAS7_METER_HAVE_CUSUM_AVX2 0
+#endif
+
 /* ------------------------------------------------------------------------
  * One tick, every node: the per-node arithmetic of _close_tick
  * ------------------------------------------------------------------------
