@@ -726,9 +726,10 @@ def score_series(values, params=None) -> np.ndarray:
     (the numpy float32 EWMA) exactly; the surprisal uses the SIMD kernel
     (relative error below 1e-5).
 
-    One call runs without the GIL: the recurrences (baseline, smoothing,
-    CUSUMs) in one scalar pass per 2,048 values, then the surprisal kernel
-    over the whole block.
+    One call runs without the GIL, in blocks of 512 values: the baseline
+    recurrence of a block runs in the same scalar loop as the smoothing and
+    CUSUM recurrences of the block before (their dependency chains overlap);
+    the residuals, the surprisal and the CUSUM scores are vectorised.
 
     Examples
     --------
