@@ -613,11 +613,6 @@ static inline void ctas7_meter_row_scalar(const ctas7_meter_row_cfg *cfg, const 
 /* 4 floats -> 4 doubles */
 #define CTAS7_ROW_LD(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 
-/* byte j of ctas7_row_spread[m] is bit j of m: four lane masks -> four flag bytes */
-static const uint32_t ctas7_row_spread[16] = {
-    0x00000000u, 0x00000001u, 0x00000100u, 0x00000101u, 0x00010000u, 0x00010001u, 0x00010100u, 0x00010101u,
-    0x01000000u, 0x01000001u, 0x01000100u, 0x01000101u, 0x01010000u, 0x01010001u, 0x01010100u, 0x01010101u,
-};
 
 /* 4 x 64-bit lane masks -> 4 x 32-bit lane masks */
 __attribute__((target("avx2"))) static inline __m128 ctas7_row_narrow(__m256d m)
@@ -646,6 +641,11 @@ ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, p
     const int det = cfg->detector, cv = cfg->cusum_variance, tr = cfg->transform;
     const int smooth = cfg->smoothing < 1.0, cm = cfg->common_mode;
     const ptrdiff_t n4 = n & ~(ptrdiff_t)3;
+#define CTAS7_ROW_BIT(b) _mm256_castsi256_pd(_mm256_set1_epi64x(b))
+    const __m256d bit_raw = CTAS7_ROW_BIT(CTAS7_ROW_RAW), bit_craw = CTAS7_ROW_BIT(CTAS7_ROW_CRAW);
+    const __m256d bit_cup = CTAS7_ROW_BIT(CTAS7_ROW_CUP), bit_dpos = CTAS7_ROW_BIT(CTAS7_ROW_DPOS);
+    const __m256d bit_dneg = CTAS7_ROW_BIT(CTAS7_ROW_DNEG), bit_warm = CTAS7_ROW_BIT(CTAS7_ROW_WARM);
+#undef CTAS7_ROW_BIT
     ptrdiff_t i = 0;
     /* First the divisions alone: a short loop body lets many blocks be in
      * flight, so the divider, not its latency, sets the pace. zr holds
@@ -686,7 +686,7 @@ ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, p
         __m256d d = _mm256_sub_pd(y, e);
         __m256d zr = zero, ok = zero;
         __m128 ok32 = _mm_setzero_ps();
-        uint32_t fl32 = 0;
+        __m256d fv = zero; /* flag bits per lane, OR-ed as 64-bit integers */
         if (det || smooth) {
             zr = _mm256_loadu_pd(r->zr + i);
             ok = _mm256_and_pd(warm, _mm256_cmp_pd(zr, zr, _CMP_ORD_Q));
@@ -702,7 +702,7 @@ ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, p
             const __m128 up = _mm_cmp_ps(cu, cd, _CMP_GE_OQ);
             const __m256d top = _mm256_cvtps_pd(_mm_blendv_ps(cd, cu, up));
             __m256d craw = _mm256_and_pd(_mm256_cmp_pd(top, zero, _CMP_GT_OQ), _mm256_cmp_pd(top, h, _CMP_GE_OQ));
-            int mu = _mm_movemask_ps(up);
+            __m256d upm = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(up)));
             if (cv) {
                 __m128 cr = _mm_loadu_ps(r->cvr + i);
                 __m256d q = _mm256_mul_pd(zr, zr);
@@ -714,11 +714,9 @@ ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, p
                 const __m256d vh = _mm256_andnot_pd(craw, _mm256_and_pd(_mm256_cmp_pd(crd, zero, _CMP_GT_OQ),
                                                                          _mm256_cmp_pd(crd, h, _CMP_GE_OQ)));
                 craw = _mm256_or_pd(craw, vh);
-                mu |= _mm256_movemask_pd(vh);
+                upm = _mm256_or_pd(upm, vh);
             }
-            const int mw = _mm256_movemask_pd(warm);
-            fl32 |= ctas7_row_spread[_mm256_movemask_pd(craw) & mw] * CTAS7_ROW_CRAW
-                    | ctas7_row_spread[mu & mw] * CTAS7_ROW_CUP;
+            fv = _mm256_or_pd(_mm256_and_pd(craw, bit_craw), _mm256_and_pd(upm, bit_cup));
         }
         __m256d z2;
         if (smooth) {
@@ -734,14 +732,15 @@ ctas7_meter_row_avx2(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r, p
         }
         z2 = _mm256_and_pd(z2, warm);
         _mm256_storeu_pd(r->z2 + i, z2);
-        int mr = 0;
         if (det != 1)
-            mr = _mm256_movemask_pd(_mm256_cmp_pd(z2, _mm256_loadu_pd(r->z2thr + i), _CMP_GE_OQ));
-        const int mw = _mm256_movemask_pd(warm);
-        const int mp = _mm256_movemask_pd(_mm256_cmp_pd(d, zero, _CMP_GT_OQ));
-        const int mn = _mm256_movemask_pd(_mm256_cmp_pd(d, zero, _CMP_LT_OQ));
-        fl32 |= ctas7_row_spread[mr & mw] * CTAS7_ROW_RAW | ctas7_row_spread[mp & mw] * CTAS7_ROW_DPOS
-                | ctas7_row_spread[mn & mw] * CTAS7_ROW_DNEG | ctas7_row_spread[mw] * CTAS7_ROW_WARM;
+            fv = _mm256_or_pd(fv, _mm256_and_pd(_mm256_cmp_pd(z2, _mm256_loadu_pd(r->z2thr + i), _CMP_GE_OQ), bit_raw));
+        fv = _mm256_or_pd(fv, _mm256_and_pd(_mm256_cmp_pd(d, zero, _CMP_GT_OQ), bit_dpos));
+        fv = _mm256_or_pd(fv, _mm256_and_pd(_mm256_cmp_pd(d, zero, _CMP_LT_OQ), bit_dneg));
+        fv = _mm256_and_pd(warm, _mm256_or_pd(fv, bit_warm)); /* a cold node has no flags */
+        /* 4 x 64-bit -> 4 bytes: low dwords, then two unsigned-saturating packs */
+        const __m128i f32 = _mm_castps_si128(ctas7_row_narrow(fv));
+        const __m128i f8 = _mm_packus_epi16(_mm_packus_epi32(f32, f32), _mm_setzero_si128());
+        const uint32_t fl32 = (uint32_t)_mm_cvtsi128_si32(f8);
         memcpy(r->flags + i, &fl32, 4); /* little-endian: byte j is lane j */
     }
     for (; i < n; ++i)
