@@ -874,14 +874,23 @@ def _meter_outputs(seed):
 
 @pytest.mark.skipif(_meter._wide_paths() == (False, False), reason="no AVX2 on this CPU (or CTAS7_SIMD=scalar)")
 def test_wide_paths_match_scalar():
+    first = _meter._row_variant()
     wide = [_meter_outputs(seed) for seed in range(60)]
     try:
+        runs = {}
+        if first == "avx512":  # the AVX2 row as well
+            _meter._wide_paths(row512=False)
+            assert _meter._row_variant() == "avx2"
+            runs["avx2"] = [_meter_outputs(seed) for seed in range(60)]
         assert _meter._wide_paths(row=False, series=False) == (False, False)
-        narrow = [_meter_outputs(seed) for seed in range(60)]
+        assert _meter._row_variant() == "scalar"
+        runs["scalar"] = [_meter_outputs(seed) for seed in range(60)]
     finally:
-        _meter._wide_paths(row=True, series=True)
-    for seed, (w, s) in enumerate(zip(wide, narrow)):
-        assert w == s, f"seed {seed}"
+        _meter._wide_paths(row=True, series=True, row512=True)
+    assert _meter._row_variant() == first
+    for name, narrow in runs.items():
+        for seed, (w, s) in enumerate(zip(wide, narrow)):
+            assert w == s, f"{first} vs {name}, seed {seed}"
 
 
 @pytest.mark.parametrize("k", [0.05, 0.25, 0.5, 1.0, 1.46, 3.0, 5.0])

@@ -78,6 +78,8 @@ cdef extern from "ctas7/meter.h" nogil:
     void ctas7_meter_row_scalar(const ctas7_meter_row_cfg* cfg, const ctas7_meter_row* r, Py_ssize_t n)
     void ctas7_meter_row_avx2(const ctas7_meter_row_cfg* cfg, const ctas7_meter_row* r, Py_ssize_t n)
     int CTAS7_METER_HAVE_ROW_AVX2
+    void ctas7_meter_row_avx512(const ctas7_meter_row_cfg* cfg, const ctas7_meter_row* r, Py_ssize_t n)
+    int CTAS7_METER_HAVE_ROW_AVX512
     void ctas7_meter_hist(const uint8_t* flags, uint32_t* hist, Py_ssize_t n, uint32_t mask)
     double ctas7_meter_cusum_bits(double s, double k)
     void ctas7_meter_cusum_scores(const float* s, Py_ssize_t n, double k, double h0, double offset, float* out)

@@ -24,7 +24,7 @@ cdef extern from *:
     """
     double CTAS7_METER_SQRT1_2
 
-from ctas7._core._kernels cimport CTAS7_SIMD_AVX2, ctas7_simd_supported
+from ctas7._core._kernels cimport CTAS7_SIMD_AVX2, CTAS7_SIMD_AVX512, ctas7_simd_supported
 from ctas7._core import _kernels
 
 # AVX2 without FMA: the same double operations as the scalar code, 4 at a time
@@ -32,6 +32,10 @@ from ctas7._core import _kernels
 # (CTAS7_SIMD=scalar forces the scalar loops here too).
 cdef int _wide = (_kernels.simd_info()["active"] != "scalar") and ctas7_simd_supported(CTAS7_SIMD_AVX2)
 cdef int _row_avx2 = CTAS7_METER_HAVE_ROW_AVX2 and _wide
+# 8 nodes a step where the kernels run AVX-512 (F + DQ)
+cdef int _avx512 = (CTAS7_METER_HAVE_ROW_AVX512 and _kernels.simd_info()["active"] == "avx512"
+                    and ctas7_simd_supported(CTAS7_SIMD_AVX512))
+cdef int _row_avx512 = _row_avx2 and _avx512
 cdef int _series_avx = CTAS7_METER_HAVE_AVX and _wide
 
 
@@ -42,15 +46,24 @@ cdef inline void _transform(const float* x, float* y, Py_ssize_t n, int anscombe
         ctas7_meter_transform(x, y, n, anscombe)
 
 
-def _wide_paths(row=None, series=None):
+def _wide_paths(row=None, series=None, row512=None):
     """Whether the AVX2 row and series paths are in use; ``row`` / ``series``
-    switch one off (False) or back on where supported (tests compare them)."""
-    global _row_avx2, _series_avx
+    switch one off (False) or back on where supported; ``row512`` likewise
+    for the AVX-512 row (tests compare them all)."""
+    global _row_avx2, _series_avx, _row_avx512
     if row is not None:
         _row_avx2 = bool(row) and CTAS7_METER_HAVE_ROW_AVX2 and _wide
+        _row_avx512 = _row_avx2 and _avx512
+    if row512 is not None:
+        _row_avx512 = bool(row512) and _row_avx2 and _avx512
     if series is not None:
         _series_avx = bool(series) and CTAS7_METER_HAVE_AVX and _wide
     return bool(_row_avx2), bool(_series_avx)
+
+
+def _row_variant():
+    """The row kernel in use: "avx512", "avx2" or "scalar"."""
+    return "avx512" if _row_avx512 else ("avx2" if _row_avx2 else "scalar")
 
 DEF KIND_CONTROL_BASE = 0xFF00
 DEF DECAY_TABLE = 256
@@ -600,7 +613,9 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     rc.smoothing = cfg.smoothing
     rc.smooth_norm = cfg.smooth_norm
     rc.cusum_k = cfg.cusum_k
-    if _row_avx2:
+    if _row_avx512:
+        ctas7_meter_row_avx512(&rc, &rw, n)
+    elif _row_avx2:
         ctas7_meter_row_avx2(&rc, &rw, n)
     else:
         ctas7_meter_row_scalar(&rc, &rw, n)
