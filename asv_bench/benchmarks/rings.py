@@ -76,7 +76,7 @@ def _channel_producer(name, rounds, batch, station, go, mode, wait):
     ch = Channel.attach(name, wait=wait)
     ch.put_many(data[:0])  # register before the clock starts
     go.wait()
-    if mode == "copy":
+    if mode in ("copy", "zero-copy read"):
         for _ in range(rounds):
             ch.put_many(data)
     else:
@@ -98,7 +98,10 @@ def channel_throughput(producers=1, n=16_000_000, batch=16384, wait="sleep", cap
     """Events/s through a channel from ``producers`` processes to this one.
 
     ``mode`` "copy": ``put_many`` -> ``get_into``; "zero-copy": ``claim`` ->
-    fill -> ``commit`` and ``peek`` -> checksum -> ``release`` (SPSC only).
+    fill -> ``commit`` and ``peek`` -> checksum -> ``release`` (SPSC only);
+    "zero-copy read": ``put_many`` -> ``peek`` -> check the last record's
+    seq -> ``release`` (the consumer leaves the other records in the ring:
+    the mode ``asv_bench/peers.py`` compares with faster-fifo).
     ``cpu``: also return CPU ns per event (see :func:`_timed`).
     """
     name = _name("tp")
@@ -121,6 +124,15 @@ def channel_throughput(producers=1, n=16_000_000, batch=16384, wait="sleep", cap
                 out = np.empty(batch, EVENT_DTYPE)
                 while got < total:
                     got += ch.get_into(out, timeout=10)
+            elif mode == "zero-copy read":
+                while got < total:
+                    view = ch.peek(1 << 16, timeout=10)
+                    k = len(view)
+                    got += k
+                    if k == 0 or int(view[k - 1]["seq"]) != (got - 1) % batch:
+                        raise AssertionError("zero-copy read: records lost or out of order")
+                    del view
+                    ch.release(k)
             else:
                 check = 0
                 while got < total:
@@ -464,6 +476,23 @@ class ChannelThroughput:
 
     def track_events_per_s(self, mode, wait, capacity, batch):
         return channel_throughput(1, 16_000_000, batch, wait, capacity, mode)
+
+    track_events_per_s.unit = "events/s"
+
+
+class ZeroCopyRead:
+    """SPSC channel, put_many -> peek/release with a last-record check, rings near L2 size."""
+
+    params = [[1 << 15, 1 << 16], [8192, 16384]]
+    param_names = ["capacity", "batch"]
+    timeout = 120
+
+    def setup(self, capacity, batch):
+        if batch != capacity // 4:
+            raise NotImplementedError("the ring holds four batches")
+
+    def track_events_per_s(self, capacity, batch):
+        return channel_throughput(1, 32_000_000, batch, "sleep", capacity, "zero-copy read")
 
     track_events_per_s.unit = "events/s"
 
