@@ -1,6 +1,10 @@
 """Medians of interleaved runs of the ring benchmarks, with same-run peers.
 
 Every round runs every case once, so machine load hits all cases alike.
+Modes: ``copy`` put_many -> get_into; ``zcopy`` claim/commit -> peek, the
+consumer sums every record in place; ``zread`` put_many -> peek, the
+consumer checks the last record of each view (the mode ``peers.py``
+compares with faster-fifo).
 For the cross-process transfers the table gives the median rate, its
 spread (min-max), the ratio of medians against ``multiprocessing.Queue``
 and the shm + Lock ring moving batches of the same size in the same run,
@@ -27,6 +31,7 @@ BATCHED = {
     "SPSC copy  sleep cap 64k  batch 16k": lambda: b.channel_throughput(1, N, 16384, "sleep", 1 << 16, "copy", cpu=True),
     "SPSC copy  yield cap 64k  batch 16k": lambda: b.channel_throughput(1, N, 16384, "yield", 1 << 16, "copy", cpu=True),
     "SPSC zcopy sleep cap 64k  batch 16k": lambda: b.channel_throughput(1, N, 16384, "sleep", 1 << 16, "zero-copy", cpu=True),
+    "SPSC zread sleep cap 32k  batch 8k": lambda: b.channel_throughput(1, N, 8192, "sleep", 1 << 15, "zero-copy read", cpu=True),
     "SPSC zcopy sleep cap 256k batch 64k": lambda: b.channel_throughput(1, N, 65536, "sleep", 1 << 18, "zero-copy", cpu=True),
     "SPSC copy  sleep cap 16k  batch 4k": lambda: b.channel_throughput(1, N, 4096, "sleep", 1 << 14, "copy", cpu=True),
     "SPSC copy  sleep cap 1M   batch 64k": lambda: b.channel_throughput(1, N, 65536, "sleep", 1 << 20, "copy", cpu=True),
