@@ -165,6 +165,18 @@ static inline void ctas7_meter_series_ewma(const ctas7_meter_series_k *c, float 
 /* One step of the smoothing and CUSUM recurrences on r = d / sqrt(var_eff),
  * as _close_tick: returns the standardised (smoothed) residual the
  * surprisal is taken of (0 where NaN) and sets *so to the largest CUSUM. */
+/* `su < 0 ? 0 : (su > cap ? cap : su)` for a non-NaN su, without branches
+ * (the compiler makes unpredictable jumps of the ternaries): maxsd(0, su)
+ * keeps a -0.0 as the ternary does, then minsd(cap, .). */
+static inline double ctas7_meter_clamp(double su, double cap)
+{
+#if defined(__SSE2__)
+    return _mm_cvtsd_f64(_mm_min_sd(_mm_set_sd(cap), _mm_max_sd(_mm_setzero_pd(), _mm_set_sd(su))));
+#else
+    return su < 0.0 ? 0.0 : (su > cap ? cap : su);
+#endif
+}
+
 static inline float ctas7_meter_series_chain(const ctas7_meter_series_k *c, double r, float *zsm, float *cup,
                                              float *cdn, float *cvr, float *so)
 {
@@ -174,23 +186,15 @@ static inline float ctas7_meter_series_chain(const ctas7_meter_series_k *c, doub
         if (r == r) {
             /* A CUSUM at 0 stays there while r <= k (its common case): the
              * branch keeps the conversions off the loop-carried chain. */
-            if (*cup != 0.0f || r > c->k) {
-                double su = (double)*cup + r - c->k;
-                su = su < 0.0 ? 0.0 : (su > c->cap ? c->cap : su);
-                *cup = (float)su;
-            }
-            if (*cdn != 0.0f || -r > c->k) {
-                double su = (double)*cdn - r - c->k;
-                su = su < 0.0 ? 0.0 : (su > c->cap ? c->cap : su);
-                *cdn = (float)su;
-            }
+            if (*cup != 0.0f || r > c->k)
+                *cup = (float)ctas7_meter_clamp((double)*cup + r - c->k, c->cap);
+            if (*cdn != 0.0f || -r > c->k)
+                *cdn = (float)ctas7_meter_clamp((double)*cdn - r - c->k, c->cap);
             if (c->cv) {
                 double q = r * r;
                 if (!(q <= 4.0)) /* VAR_CLIP */
                     q = 4.0;
-                double su = (double)*cvr + (q - 1.0) * 0.70710678118654752440 - c->k;
-                su = su < 0.0 ? 0.0 : (su > c->cap ? c->cap : su);
-                *cvr = (float)su;
+                *cvr = (float)ctas7_meter_clamp((double)*cvr + (q - 1.0) * 0.70710678118654752440 - c->k, c->cap);
             }
         }
         top = *cup > *cdn ? *cup : *cdn;
