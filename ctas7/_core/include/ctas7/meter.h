@@ -773,20 +773,27 @@ ctas7_meter_row_avx512(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r,
     const int smooth = cfg->smoothing < 1.0, cm = cfg->common_mode;
     const ptrdiff_t n8 = n & ~(ptrdiff_t)7;
     ptrdiff_t i;
+    /* The divisions of a block (divider-bound) are issued one block ahead of
+     * the rest of the row (ALU-bound), so the two overlap. */
+#define CTAS7_ROW8_DIV(b)                                                                      \
+    do {                                                                                       \
+        const __m512d f_ = cm ? _mm512_loadu_pd(r->fac + (b)) : one;                           \
+        const __m512d e_ = _mm512_mul_pd(CTAS7_ROW8_LD(r->mean + (b)), f_);                    \
+        __m512d ve_ = _mm512_mul_pd(_mm512_mul_pd(CTAS7_ROW8_LD(r->var + (b)), f_), f_);       \
+        __m512d fl_ = tr ? vpf : _mm512_mul_pd(vpf, _mm512_and_pd(e_, absm));                  \
+        fl_ = _mm512_max_pd(vvf, fl_);                                                         \
+        ve_ = _mm512_max_pd(ve_, fl_);                                                         \
+        const __m512d d_ = _mm512_sub_pd(CTAS7_ROW8_LD(r->y + (b)), e_);                       \
+        if (det || smooth)                                                                     \
+            _mm512_storeu_pd(r->zr + (b), _mm512_div_pd(d_, _mm512_sqrt_pd(ve_)));             \
+        if (!smooth)                                                                           \
+            _mm512_storeu_pd(r->z2 + (b), _mm512_div_pd(_mm512_mul_pd(d_, d_), ve_));          \
+    } while (0)
+    if (n8)
+        CTAS7_ROW8_DIV(0);
     for (i = 0; i < n8; i += 8) {
-        const __m512d f = cm ? _mm512_loadu_pd(r->fac + i) : one;
-        const __m512d e = _mm512_mul_pd(CTAS7_ROW8_LD(r->mean + i), f);
-        __m512d ve = _mm512_mul_pd(_mm512_mul_pd(CTAS7_ROW8_LD(r->var + i), f), f);
-        __m512d fl = tr ? vpf : _mm512_mul_pd(vpf, _mm512_and_pd(e, absm));
-        fl = _mm512_max_pd(vvf, fl);
-        ve = _mm512_max_pd(ve, fl);
-        const __m512d d = _mm512_sub_pd(CTAS7_ROW8_LD(r->y + i), e);
-        if (det || smooth)
-            _mm512_storeu_pd(r->zr + i, _mm512_div_pd(d, _mm512_sqrt_pd(ve)));
-        if (!smooth)
-            _mm512_storeu_pd(r->z2 + i, _mm512_div_pd(_mm512_mul_pd(d, d), ve));
-    }
-    for (i = 0; i < n8; i += 8) {
+        if (i + 8 < n8)
+            CTAS7_ROW8_DIV(i + 8);
         const __mmask8 warm = _mm512_cmpge_epu64_mask(
             _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(r->count + i))), msv);
         if (!warm) {
@@ -861,6 +868,7 @@ ctas7_meter_row_avx512(const ctas7_meter_row_cfg *cfg, const ctas7_meter_row *r,
         fv = _mm512_maskz_or_epi64(warm, fv, _mm512_set1_epi64(CTAS7_ROW_WARM)); /* a cold node has no flags */
         _mm_storel_epi64((__m128i *)(r->flags + i), _mm512_cvtepi64_epi8(fv));
     }
+#undef CTAS7_ROW8_DIV
     for (; i < n; ++i)
         ctas7_meter_row1(cfg, r, i);
 }
