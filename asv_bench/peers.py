@@ -930,6 +930,20 @@ def detector_contenders(series, quick: bool) -> list:
             score_series(v, raw)
         return total / (time.perf_counter() - t0)
 
+    # the configuration of the NAB-balance curve (meter_cusum_alarms at 20
+    # bits), compiled per series outside the clock as PageHinkley is built
+    cusum = [
+        _meter_params(v, warm, True).replace(transform="none", detector="cusum", smoothing=1.0, cusum_k=CUSUM_K,
+                                             score_threshold=20.0, cusum_offset=0.0).compile()
+        for _, v, warm, _ in series
+    ]
+
+    def meter_cusum():
+        t0 = time.perf_counter()
+        for v, p in zip(vals32, cusum):
+            score_series(v, p)
+        return total / (time.perf_counter() - t0)
+
     def ph():
         d = drift.PageHinkley()
         xs = longest[:ph_n].tolist()
@@ -962,6 +976,8 @@ def detector_contenders(series, quick: bool) -> list:
         (f"ctas7 meter score_series ({len(series)} NAB series, one call each)", "ctas7", meter),
         ("ctas7 meter score_series, surprisal only (smoothing 1, detector surprisal; info)", "ctas7-raw",
          meter_raw),
+        ("ctas7 meter score_series, scale-aware CUSUM (the NAB-balance curve's configuration)", "ctas7-cusum",
+         meter_cusum),
         (f"ctas7 meter evaluate_activity ({activity.shape[0]} ticks x 247 nodes, node-ticks/s)", "ctas7-nodes",
          meter_nodes),
         (f"River PageHinkley.update ({ph_n} rows)", "PageHinkley", ph),
@@ -1144,6 +1160,8 @@ def targets(rows: list, verdicts: list | None) -> list:
         for n in (1 << 16, 1 << 20):
             check(f"kernel {k} n={n} vs numpy float32", f"kernel {k} n={n}", "ctas7", "numpy", 10)
     check("meter score_series vs PageHinkley (one series)", "detector NAB", "ctas7", "PageHinkley", 100)
+    check("meter score_series, NAB-balance configuration, vs PageHinkley", "detector NAB", "ctas7-cusum",
+          "PageHinkley", 100)
     check("meter evaluate_activity (247 nodes) vs PageHinkley", "detector NAB", "ctas7-nodes", "PageHinkley", 100)
     check("full default chain vs PageHinkley (info)", "chain", "ctas7", "PageHinkley", None)
     check("Teth vs pure-Python DFA", "teth", "ctas7", "python", None)
