@@ -23,6 +23,7 @@ _LAZY = {
     "WaitStrategy": "ctas7.rings",
     "Channel": "ctas7.channel",
     "Teth": "ctas7.stages.teth",
+    "Corroborate": "ctas7.stages.corroborate",
     "Meter": "ctas7.stages.meter",
     "MeterParams": "ctas7.stages.meter",
     "Axon": "ctas7.stages.axon",

@@ -56,6 +56,14 @@ bins the matches by tick into a ``(ticks, nodes)`` count matrix, which
 :class:`Case` carries beside the activity (``SearchSpec(playbooks=False)``,
 ``--no-playbooks``: activity only, as before).
 
+The evidence also holds *corroboration* (:func:`corroboration_evidence`,
+:class:`~ctas7.stages.corroborate.Corroborate`): all copies of one indicator
+step share one ``sch`` (the same intel seen by several stations), so
+:data:`CORROBORATION_NODES` distinct nodes reporting one ``sch`` of an
+indicator kind within :data:`CORROBORATION_TICKS` ticks is a match on each of
+them. Near misses (one or two nodes) and background indicator events (an
+``sch`` of their own) cannot produce it.
+
 Every worker precomputes its scenarios' activity and evidence matrices
 once, so a run is only ``evaluate_activity`` calls (Cython) plus a little
 arithmetic. Work goes
@@ -108,6 +116,9 @@ __all__ = [
     "playbook",
     "playbook_kinds",
     "pattern_evidence",
+    "corroboration_evidence",
+    "CORROBORATION_NODES",
+    "CORROBORATION_TICKS",
     "add_arguments",
     "run",
 ]
@@ -354,9 +365,53 @@ def pattern_evidence(events: np.ndarray, patterns, tick_ns: int, n_nodes: int, n
     return out
 
 
+#: Distinct nodes that must report one indicator ``sch`` (corroboration).
+CORROBORATION_NODES = 3
+#: Window of a corroboration, in ticks from the first report.
+CORROBORATION_TICKS = 2
+
+
+def corroboration_evidence(events: np.ndarray, tick_ns: int, n_nodes: int, n_ticks: int, *,
+                           t0_ns: int = 0, min_nodes: int = CORROBORATION_NODES,
+                           window_ticks: int = CORROBORATION_TICKS) -> np.ndarray:
+    """Corroboration matches per (tick, node) over one run's events.
+
+    A fresh :class:`~ctas7.stages.corroborate.Corroborate` over the scenario
+    indicator kinds runs once over ``events`` (time-sorted); matches are
+    binned like :func:`pattern_evidence`.
+
+    Returns
+    -------
+    numpy.ndarray of uint32, shape (n_ticks, n_nodes)
+
+    Examples
+    --------
+    >>> from ctas7.events import make_events
+    >>> from ctas7.sim.scenarios import KINDS
+    >>> ev = make_events(ts=[5, 6, 7, 25], node=[0, 1, 2, 0], kind=KINDS["explosion"], sch=9)
+    >>> corroboration_evidence(ev, 10, 3, 3).tolist()
+    [[1, 1, 1], [0, 0, 0], [0, 0, 0]]
+    """
+    from ctas7.sim.scenarios import INDICATOR_KINDS
+    from ctas7.stage import Frame
+    from ctas7.stages.corroborate import Corroborate
+
+    out = np.zeros((int(n_ticks), int(n_nodes)), dtype=np.uint32)
+    if events.shape[0] == 0:
+        return out
+    stage = Corroborate(kinds=INDICATOR_KINDS, min_nodes=min_nodes, window_ns=int(window_ticks) * int(tick_ns))
+    m = stage.process(Frame(events)).matches
+    t = (m["ts"] - np.int64(t0_ns)) // np.int64(tick_ns)
+    node = m["node"].astype(np.int64)
+    keep = (t >= 0) & (t < n_ticks) & (node < n_nodes)
+    np.add.at(out, (t[keep], node[keep]), 1)
+    return out
+
+
 def _evidence_of(name: str, run, events=None) -> np.ndarray | None:
-    ev = pattern_evidence(run.events if events is None else events, _compiled_playbook(name), run.tick_ns,
-                          run.n_nodes, run.n_ticks, t0_ns=run.t0_ns)
+    events = run.events if events is None else events
+    ev = pattern_evidence(events, _compiled_playbook(name), run.tick_ns, run.n_nodes, run.n_ticks, t0_ns=run.t0_ns)
+    ev += corroboration_evidence(events, run.tick_ns, run.n_nodes, run.n_ticks, t0_ns=run.t0_ns)
     return ev if ev.any() else None
 
 

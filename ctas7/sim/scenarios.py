@@ -87,6 +87,7 @@ __all__ = [
     "CATEGORIES",
     "KINDS",
     "KIND_NAMES",
+    "INDICATOR_KINDS",
     "MAX_NODE_TICKS",
     "MAX_LINE_BYTES",
     "GroupSpec",
@@ -152,6 +153,8 @@ KIND_NAMES = (
 )  # fmt: skip
 #: Kind name -> code.
 KINDS = {name: code for code, name in enumerate(KIND_NAMES)}
+#: Codes of the indicator kinds (everything after the background observations).
+INDICATOR_KINDS = tuple(range(KIND_NAMES.index("smuggling_report"), len(KIND_NAMES)))
 assert len(KINDS) == len(KIND_NAMES) < KIND_CONTROL_BASE
 
 _BACKGROUND_INDICATOR_SHARE = 0.004
