@@ -299,8 +299,8 @@ def las_vegas(params, *, runs: int = 100, null_runs: int | None = None, scenario
     cores, scheduler :
         As for :func:`ctas7.sim.montecarlo.monte_carlo`.
     playbooks : bool
-        Give the meter the scenario playbooks' TETH evidence, recomputed on
-        every noisy stream (False: activity only).
+        Give the meter the scenario's TETH evidence (playbook patterns and
+        corroboration), recomputed on every noisy stream (False: activity only).
 
     Returns
     -------
@@ -380,7 +380,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jitter-ticks", type=float, default=JITTER_TICKS,
                         help=f"sigma of the Gaussian time jitter in ticks (default {JITTER_TICKS})")
     parser.add_argument("--no-playbooks", dest="playbooks", action="store_false",
-                        help="score activity only (no TETH pattern evidence from the scenario playbooks)")
+                        help="score activity only (no TETH evidence: scenario playbook patterns and corroboration)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

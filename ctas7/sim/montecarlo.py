@@ -1329,7 +1329,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-top", type=int, default=8, help="parents per refinement round (default 8)")
     parser.add_argument("--refine-steps", type=int, default=12, help="perturbations per parent (default 12)")
     parser.add_argument("--no-playbooks", dest="playbooks", action="store_false",
-                        help="score activity only (no TETH pattern evidence from the scenario playbooks)")
+                        help="score activity only (no TETH evidence: scenario playbook patterns and corroboration)")
     parser.add_argument("--chunk-size", type=int, default=None, help="runs per task (default: automatic)")
     parser.add_argument("--connect-timeout", type=float, default=5.0, help="seconds to reach --scheduler")
     parser.add_argument("--stop-after-chunks", type=int, default=None, help=argparse.SUPPRESS)
