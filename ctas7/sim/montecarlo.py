@@ -358,9 +358,15 @@ def pattern_evidence(events: np.ndarray, patterns, tick_ns: int, n_nodes: int, n
     if not pats or events.shape[0] == 0:
         return out
     m = Teth(patterns=pats, key="node", beacons=False).process(Frame(events)).matches
+    return _bin_matches(out, m, tick_ns, t0_ns)
+
+
+def _bin_matches(out: np.ndarray, m: np.ndarray, tick_ns: int, t0_ns: int) -> np.ndarray:
+    """Count matches per (tick, node) into ``out``; matches outside it are
+    dropped, as ``bin_activity`` drops events."""
     t = (m["ts"] - np.int64(t0_ns)) // np.int64(tick_ns)
     node = m["node"].astype(np.int64)
-    keep = (t >= 0) & (t < n_ticks) & (node < n_nodes)
+    keep = (t >= 0) & (t < out.shape[0]) & (node < out.shape[1])
     np.add.at(out, (t[keep], node[keep]), 1)
     return out
 
@@ -400,12 +406,7 @@ def corroboration_evidence(events: np.ndarray, tick_ns: int, n_nodes: int, n_tic
     if events.shape[0] == 0:
         return out
     stage = Corroborate(kinds=INDICATOR_KINDS, min_nodes=min_nodes, window_ns=int(window_ticks) * int(tick_ns))
-    m = stage.process(Frame(events)).matches
-    t = (m["ts"] - np.int64(t0_ns)) // np.int64(tick_ns)
-    node = m["node"].astype(np.int64)
-    keep = (t >= 0) & (t < n_ticks) & (node < n_nodes)
-    np.add.at(out, (t[keep], node[keep]), 1)
-    return out
+    return _bin_matches(out, stage.process(Frame(events)).matches, tick_ns, t0_ns)
 
 
 def _evidence_of(name: str, run, events=None) -> np.ndarray | None:
