@@ -605,7 +605,8 @@ def test_realtime_is_applied_or_its_refusal_reported():
         threading.Thread(target=sample, daemon=True).start()
 
     before = os.sched_getscheduler(0)
-    s = c.run(0.8, handle_signals=False, on_started=look)
+    # long enough for the sampler to see the worker running on a loaded machine
+    s = c.run(3.0, handle_signals=False, on_started=look)
     _check_balanced(s)
     assert os.sched_getscheduler(0) == before
     pl = s["cpu_placement"]

@@ -821,6 +821,13 @@ def _jsonable(x):
 
 def run(args) -> int:
     """Entry point of ``ctas7-intel nab-score``."""
+    if args.peer:
+        try:
+            import river  # noqa: F401
+        except ImportError:
+            print("ctas7-intel nab-score: error: the PageHinkley peer needs River (pip install 'ctas7[bench]'); "
+                  "or pass --no-peer", file=sys.stderr)
+            return 2
     try:
         corpus = load_corpus(args.nab)
         rep = nab_report(corpus, args.params, profile=PROFILES[args.profile], peer=args.peer,
