@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
-__all__ = ["MATCH_DTYPE", "Convergence"]
+__all__ = ["MATCH_DTYPE", "CORROBORATION_BASE", "Convergence"]
 
 MATCH_DTYPE = np.dtype(
     [
@@ -28,6 +28,11 @@ MATCH_DTYPE = np.dtype(
         ("pattern", "<u4"),  # index of the pattern in the TETH stage
     ]
 )
+
+#: ``pattern`` values at or above this mark corroboration matches
+#: (:class:`~ctas7.stages.corroborate.Corroborate`): the meter weighs them
+#: with ``corroboration_bonus`` instead of ``pattern_bonus``.
+CORROBORATION_BASE = 0xFFFF_0000
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,41 @@ def test_scenario_evidence_has_corroboration_and_near_misses_cannot_make_it():
         nulls += int(mc.corroboration_evidence(null.events, null.tick_ns, null.n_nodes, null.n_ticks,
                                                t0_ns=null.t0_ns).sum())
     assert hits >= 3 and nulls == 0
+
+
+def test_pattern_ids_below_the_corroboration_base_are_refused():
+    from ctas7.records import CORROBORATION_BASE
+
+    Corroborate(kinds=[1], pattern_id=CORROBORATION_BASE)
+    with pytest.raises(ValueError, match="CORROBORATION_BASE"):
+        Corroborate(kinds=[1], pattern_id=3)
+
+
+def test_meter_weighs_corroboration_with_its_own_bonus_across_a_pickled_stream():
+    # Corroborate | Meter over a scenario's events, pickled mid-stream, gives
+    # the alarms of evaluate_activity with the binned corroboration matrix;
+    # the meter reads the matches as corroboration (corroboration_bonus), not
+    # as pattern matches (pattern_bonus 0 here).
+    from ctas7.sim import montecarlo as mc
+    from ctas7.sim.scenarios import INDICATOR_KINDS, get
+    from ctas7.stages.meter import Meter, MeterParams, evaluate_activity
+
+    sc = get("tokyo_sarin_1995")
+    run = sc.generate(2)
+    assert run.t0_ns == 0
+    p = MeterParams(tick_ns=run.tick_ns, corroboration_bonus=24.0, min_hot_nodes=3)
+    window = mc.CORROBORATION_TICKS * run.tick_ns
+    chain = Corroborate(kinds=INDICATOR_KINDS, min_nodes=3, window_ns=window) | Meter(p, groups=run.groups)
+    events, got = run.events, []
+    half = events.shape[0] // 2
+    for k, lo in enumerate(range(0, events.shape[0], 997)):
+        if lo >= half and k % 7 == 0:
+            chain = pickle.loads(pickle.dumps(chain))
+        got += [c.tick for c in chain.process(Frame(events[lo:lo + 997].copy())).convergences]
+    cor = mc.corroboration_evidence(events, run.tick_ns, run.n_nodes, run.n_ticks)
+    want = evaluate_activity(run.activity, run.groups, p, corroboration=cor).tolist()
+    assert cor.any() and want != evaluate_activity(run.activity, run.groups, p).tolist()
+    assert got == [t for t in want if t < run.n_ticks - 1]
+    off = p.replace(corroboration_bonus=0.0)
+    assert (evaluate_activity(run.activity, run.groups, off.replace(pattern_bonus=24.0), corroboration=cor).tolist()
+            == evaluate_activity(run.activity, run.groups, off).tolist())

@@ -235,7 +235,8 @@ def test_ctas7_intel_accepts_monte_carlo_best_params_and_rejects_bad_ones(tmp_pa
 
 
 def test_playbook_evidence_is_recomputed_on_the_noisy_stream():
-    # (Evidence = playbook matches + corroboration.) Noise off: the replay's evidence is the clean run's. Noise on: drops,
+    # (Evidence = playbook matches; corroboration = 3 nodes on any indicator,
+    # 2 on a final step.) Noise off: the replay's evidence is the clean run's. Noise on: drops,
     # jitter and injected events change the matches, and the replay's alarms
     # are those of evaluate_activity with the noisy stream's own evidence.
     from ctas7.sim import lasvegas as lv
@@ -254,10 +255,13 @@ def test_playbook_evidence_is_recomputed_on_the_noisy_stream():
     noisy, _ = noisy_replay(run.events, np.random.default_rng(1), **geo)
     ev = mc.pattern_evidence(noisy, mc.playbook(name), run.tick_ns, run.n_nodes, run.n_ticks)
     assert clean.sum() > 0 and not np.array_equal(ev, clean)
-    ev = ev + mc.corroboration_evidence(noisy, run.tick_ns, run.n_nodes, run.n_ticks)
-    p = MeterParams(pattern_bonus=10.0).compile()
+    cor = mc.corroboration_evidence(noisy, run.tick_ns, run.n_nodes, run.n_ticks)
+    cor += mc.corroboration_evidence(noisy, run.tick_ns, run.n_nodes, run.n_ticks, kinds=mc.playbook_finals(name),
+                                     min_nodes=mc.FINAL_CORROBORATION_NODES)
+    p = MeterParams(pattern_bonus=10.0, corroboration_bonus=10.0).compile()
     act = bin_activity(noisy, run.tick_ns, run.n_nodes, run.n_ticks)
-    want = evaluate_activity(act, run.groups, p, evidence=ev)
+    want = evaluate_activity(act, run.groups, p, evidence=ev, corroboration=cor)
+    assert not np.array_equal(want, evaluate_activity(act, run.groups, p, evidence=ev))
     np.testing.assert_array_equal(lv._alarms(noisy, run, p, name), want)
     np.testing.assert_array_equal(lv._alarms(noisy, run, p), evaluate_activity(act, run.groups, p))
 

@@ -726,17 +726,24 @@ def test_cusum_cython_matches_reference(seed):
 # ---------------------------------------------------------------------------
 
 
-def run_steps_with_matches(activity, groups, params, evidence):
-    """The streaming core, tick by tick, given each tick's matches before it closes."""
+def run_steps_with_matches(activity, groups, params, evidence, corroboration=None):
+    """The streaming core, tick by tick, given each tick's matches before it
+    closes (pattern and corroboration matches interleaved)."""
     core = _meter.MeterCore(params.compile(), groups, activity.shape[1])
-    alarms, hot = [], []
+    alarms, hot, dirs = [], [], []
+    n = activity.shape[1]
     for t, row in enumerate(np.ascontiguousarray(activity, dtype=np.float32)):
-        nodes = np.repeat(np.arange(activity.shape[1]), evidence[t].astype(np.int64))
-        core.add_matches(np.full(nodes.shape[0], t, np.int64), nodes.astype(np.int64))
+        nodes = np.repeat(np.arange(n), evidence[t].astype(np.int64))
+        src = np.zeros(nodes.shape[0], np.uint8)
+        if corroboration is not None:
+            cn = np.repeat(np.arange(n), corroboration[t].astype(np.int64))
+            nodes, src = np.r_[cn, nodes], np.r_[np.ones(cn.shape[0], np.uint8), src]
+        core.add_matches(np.full(nodes.shape[0], t, np.int64), nodes.astype(np.int64), src)
         if core.step(row):
             alarms.append(t)
         hot.append(core.array("hot").astype(bool))
-    return alarms, np.array(hot)
+        dirs.append(core.array("hot_dir").copy())
+    return alarms, np.array(hot), np.array(dirs)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -744,14 +751,50 @@ def run_steps_with_matches(activity, groups, params, evidence):
 def test_evidence_cython_matches_reference_and_stream(seed, n_nodes, n_ticks):
     a, groups, p = _random_case(seed, n_nodes, n_ticks)
     rng = np.random.default_rng(seed ^ 0x5EED)
-    p = p.replace(pattern_bonus=float(rng.choice([0.0, 0.5, 3.0, 8.0, 16.0])))
+    p = p.replace(pattern_bonus=float(rng.choice([0.0, 0.5, 3.0, 8.0, 16.0])),
+                  corroboration_bonus=float(rng.choice([0.0, 2.0, 9.0, 24.0])))
     ev = (rng.random(a.shape) < rng.uniform(0.0, 0.2)) * rng.integers(1, 4, size=a.shape)
     ev = ev.astype(np.float32)
-    ref = reference_evaluate(a, groups, p, evidence=ev)
-    assert evaluate_activity(a, groups, p, evidence=ev).tolist() == ref.alarms
-    alarms, hot = run_steps_with_matches(a, groups, p, ev)
+    cor = ((rng.random(a.shape) < rng.uniform(0.0, 0.1)) * rng.integers(1, 3, size=a.shape)).astype(np.uint32)
+    ref = reference_evaluate(a, groups, p, evidence=ev, corroboration=cor)
+    assert evaluate_activity(a, groups, p, evidence=ev, corroboration=cor).tolist() == ref.alarms
+    alarms, hot, _ = run_steps_with_matches(a, groups, p, ev, cor)
     assert alarms == ref.alarms
     np.testing.assert_array_equal(hot, ref.hot)
+    # Corroboration alone, and swapping the roles of the two bonuses.
+    ref_c = reference_evaluate(a, groups, p, corroboration=cor)
+    assert evaluate_activity(a, groups, p, corroboration=cor).tolist() == ref_c.alarms
+    swapped = p.replace(pattern_bonus=p.corroboration_bonus, corroboration_bonus=p.pattern_bonus)
+    assert (evaluate_activity(a, groups, swapped, evidence=cor, corroboration=ev).tolist()
+            == evaluate_activity(a, groups, p, evidence=ev, corroboration=cor).tolist())
+
+
+def test_evidence_hot_nodes_are_neutral_on_direction():
+    # Nodes 0 and 1 jump up; node 2 dips a little (no surprisal of its own
+    # worth a hot tick) but is corroborated: it joins the upward convergence
+    # (state HIGH, direction 0; as a "down" node it would cap the confidence
+    # at 2/3), in every implementation.
+    rng = np.random.default_rng(8)
+    a = rng.poisson(20.0, size=(60, 5)).astype(np.float32)
+    a[50:54, [0, 1]] += 60.0
+    a[50:54, 2] = 14.0
+    p = RawParams(min_samples=10, window_ticks=5, min_hot_nodes=3, convergence_threshold=0.95,
+                  corroboration_bonus=30.0)
+    cor = np.zeros(a.shape, np.uint32)
+    cor[49, 2] = 1
+    assert evaluate_activity(a, None, p).tolist() == []
+    ref = reference_evaluate(a, None, p, corroboration=cor)
+    assert ref.alarms and 50 <= ref.alarms[0] <= 51
+    assert evaluate_activity(a, None, p, corroboration=cor).tolist() == ref.alarms
+    t = ref.alarms[0]
+    _, nodes = ref.fired[0][0], ref.fired[0][3]
+    assert nodes[2][1] == 0 and nodes[0][1] == 1 and ref.confidence[t] >= 0.95
+    assert ref.states[t, 2] == NodeState.HIGH
+    alarms, hot, dirs = run_steps_with_matches(a, None, p, np.zeros(a.shape), cor)
+    assert alarms == ref.alarms and dirs[t, 2] == 0 and hot[t, 2]
+    # The same dip with pattern evidence of the same weight: same alarms.
+    pp = p.replace(corroboration_bonus=0.0, pattern_bonus=30.0)
+    assert evaluate_activity(a, None, pp, evidence=cor).tolist() == ref.alarms
 
 
 def test_evidence_window_and_hand_computed_bonus():

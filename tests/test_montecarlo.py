@@ -456,23 +456,28 @@ def test_evaluate_cases_passes_the_evidence():
 
     seen = []
 
-    def fake(activity, groups, params, evidence=None):
-        seen.append(None if evidence is None else int(evidence.sum()))
+    def fake(activity, groups, params, evidence=None, corroboration=None):
+        seen.append(tuple(None if m is None else int(m.sum()) for m in (evidence, corroboration)))
         return np.array([], np.int64)
 
-    a, b = _case([(20, 30)]), _case([])
+    a, b, c = _case([(20, 30)]), _case([]), _case([])
     a.evidence = np.ones(a.activity.shape, np.uint32)
-    evaluate_cases([a], [b], params=None, evaluate=fake)
-    assert seen == [a.activity.size, None]
-    # And the real evaluator: the counts are those of evaluate_activity(..., evidence=).
+    c.corroboration = 2 * np.ones(c.activity.shape, np.uint32)
+    evaluate_cases([a], [b, c], params=None, evaluate=fake)
+    assert seen == [(a.activity.size, None), (None, None), (None, 2 * c.activity.size)]
+    # And the real evaluator: the counts are those of evaluate_activity(..., evidence=, corroboration=).
     spec = mc.SearchSpec(0, mc.select_scenarios(41), search_null_runs=4)
     inc, null = mc.build_cases(spec, "search")
-    p = MeterParams(pattern_bonus=12.0)
+    p = MeterParams(pattern_bonus=12.0, corroboration_bonus=12.0)
     hits = sum(
-        len(evaluate_activity(c.activity, c.groups, p, evidence=c.evidence)) > 0 for c in null
+        len(evaluate_activity(c.activity, c.groups, p, evidence=c.evidence, corroboration=c.corroboration)) > 0
+        for c in null
     )
     assert evaluate_cases([], null, p).null_alarm_runs == hits
-    assert evaluate_cases(inc, [], p).detected > evaluate_cases(inc, [], p.replace(pattern_bonus=0.0)).detected
+    none = p.replace(pattern_bonus=0.0, corroboration_bonus=0.0)
+    assert evaluate_cases(inc, [], none.replace(pattern_bonus=12.0)).detected > evaluate_cases(inc, [], none).detected
+    assert (evaluate_cases(inc, [], none.replace(corroboration_bonus=12.0)).detected
+            > evaluate_cases(inc, [], none).detected)
 
 
 def test_resume_rejects_a_search_with_other_playbooks(tmp_path, capsys):

@@ -113,7 +113,8 @@ ctypedef struct meter_cfg_t:
     int common_mode      # 0: off, 1: global median ratio, 2: per-group median ratio
     uint32_t min_groups  # distinct groups among the dominant-direction hot nodes
     double family_correction  # bits added per log2(nodes tracked)
-    double pattern_bonus      # bits per TETH match in the window (streaming)
+    double pattern_bonus      # bits per TETH pattern match in the window
+    double corroboration_bonus  # bits per corroboration match in the window
     double score_threshold    # bits (before the family correction)
     double smoothing          # EWMA factor of the standardised residual (1: none)
     double smooth_norm        # 1 / sd of the smoothed residual under the null
@@ -189,10 +190,12 @@ ctypedef struct meter_state_t:
     float* cvr            # CUSUM of (min(z^2, 16) - 1) / sqrt(2) (variance excess)
     double* hthr          # CUSUM decision interval per node
     # TETH matches (streaming): per-node count in the window and a tick-sorted queue
-    uint32_t* mwin        # matches per node in the window (pattern bonus)
-    int use_mwin          # 1: mwin is allocated and read (streaming, or evaluate_activity with evidence)
+    uint32_t* mwin        # pattern matches per node in the window (pattern bonus)
+    uint32_t* cwin        # corroboration matches per node in the window (corroboration bonus)
+    int use_mwin          # 1: mwin/cwin are allocated and read (streaming, or evaluate_activity with evidence)
     int64_t* mq_tick
     int32_t* mq_node
+    uint8_t* mq_src       # 0: pattern match, 1: corroboration match
     Py_ssize_t mq_len
     Py_ssize_t mq_cap
     Py_ssize_t mq_in      # entries [mq_out, mq_in) are in the window

@@ -227,7 +227,7 @@ cdef void _state_free(meter_state_t* st) noexcept nogil:
     free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
     free(st.thrbits); free(st.cm_buf); free(st.cm_fac); free(st.cm_gcount); free(st.cm_gstart)
     free(st.z2); free(st.zrow); free(st.flags); free(st.busy)
-    free(st.upd); free(st.ybuf); free(st.zsm); free(st.cup); free(st.cdn); free(st.cvr); free(st.hthr); free(st.mwin); free(st.mq_tick); free(st.mq_node)
+    free(st.upd); free(st.ybuf); free(st.zsm); free(st.cup); free(st.cdn); free(st.cvr); free(st.hthr); free(st.mwin); free(st.cwin); free(st.mq_tick); free(st.mq_node); free(st.mq_src)
     free(st.active); free(st.gpos); free(st.gneg); free(st.gtouched); free(st.gmark)
     free(st.fired_tick); free(st.fired_count); free(st.fired_conf); free(st.fired_off)
     free(st.snap_node); free(st.snap_first); free(st.snap_z); free(st.snap_dir)
@@ -289,7 +289,7 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.flags, sizeof(uint8_t), cap)):
         return -1
     if st.use_mwin:
-        if _realloc(<void**>&st.mwin, sizeof(uint32_t), cap):
+        if _realloc(<void**>&st.mwin, sizeof(uint32_t), cap) or _realloc(<void**>&st.cwin, sizeof(uint32_t), cap):
             return -1
     if st.track:
         if (_realloc(<void**>&st.acc, sizeof(float), cap)
@@ -344,6 +344,7 @@ cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over
         st.group[i] = ov.groups[i] if i < ov.n_groups_arr else 0
         if st.use_mwin:
             st.mwin[i] = 0
+            st.cwin[i] = 0
         if st.track:
             st.acc[i] = 0.0
             st.hot[i] = 0
@@ -452,37 +453,48 @@ cdef int _snapshot(meter_state_t* st, int64_t t, double count, double conf) noex
 # ---------------------------------------------------------------------------
 
 cdef void _matches_advance(meter_state_t* st, int64_t t, int64_t lo) noexcept nogil:
-    """Matches of ticks <= t enter their node's window count; matches of
-    ticks < lo leave it."""
+    """Matches of ticks <= t enter their node's window count (per source);
+    matches of ticks < lo leave it."""
     while st.mq_in < st.mq_len and st.mq_tick[st.mq_in] <= t:
-        st.mwin[st.mq_node[st.mq_in]] += 1
+        if st.mq_src[st.mq_in]:
+            st.cwin[st.mq_node[st.mq_in]] += 1
+        else:
+            st.mwin[st.mq_node[st.mq_in]] += 1
         st.mq_in += 1
     while st.mq_out < st.mq_in and st.mq_tick[st.mq_out] < lo:
-        st.mwin[st.mq_node[st.mq_out]] -= 1
+        if st.mq_src[st.mq_out]:
+            st.cwin[st.mq_node[st.mq_out]] -= 1
+        else:
+            st.mwin[st.mq_node[st.mq_out]] -= 1
         st.mq_out += 1
 
 
-cdef int _matches_push(meter_state_t* st, int64_t tick, int32_t node) noexcept nogil:
-    """Queue one match, keeping the pending part sorted by tick (stable)."""
+cdef int _matches_push(meter_state_t* st, int64_t tick, int32_t node, uint8_t src) noexcept nogil:
+    """Queue one match (``src`` 1: corroboration), keeping the pending part
+    sorted by tick (stable)."""
     cdef Py_ssize_t j, need
     if st.mq_out > 0 and st.mq_len == st.mq_cap:
         memmove(st.mq_tick, st.mq_tick + st.mq_out, sizeof(int64_t) * (st.mq_len - st.mq_out))
         memmove(st.mq_node, st.mq_node + st.mq_out, sizeof(int32_t) * (st.mq_len - st.mq_out))
+        memmove(st.mq_src, st.mq_src + st.mq_out, sizeof(uint8_t) * (st.mq_len - st.mq_out))
         st.mq_len -= st.mq_out
         st.mq_in -= st.mq_out
         st.mq_out = 0
     if st.mq_len == st.mq_cap:
         need = 2 * st.mq_cap + 16
-        if _realloc(<void**>&st.mq_tick, sizeof(int64_t), need) or _realloc(<void**>&st.mq_node, sizeof(int32_t), need):
+        if (_realloc(<void**>&st.mq_tick, sizeof(int64_t), need) or _realloc(<void**>&st.mq_node, sizeof(int32_t), need)
+                or _realloc(<void**>&st.mq_src, sizeof(uint8_t), need)):
             return -1
         st.mq_cap = need
     j = st.mq_len
     while j > st.mq_in and st.mq_tick[j - 1] > tick:
         st.mq_tick[j] = st.mq_tick[j - 1]
         st.mq_node[j] = st.mq_node[j - 1]
+        st.mq_src[j] = st.mq_src[j - 1]
         j -= 1
     st.mq_tick[j] = tick
     st.mq_node[j] = node
+    st.mq_src[j] = src
     st.mq_len += 1
     return 0
 
@@ -564,10 +576,11 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef uint32_t* hist = st.hist
     cdef int track = st.track
     cdef int use_bonus = st.use_mwin and cfg.detector != 1
+    cdef double pb = cfg.pattern_bonus, cb = cfg.corroboration_bonus
     cdef ctas7_meter_row_cfg rc
     cdef ctas7_meter_row rw
     cdef uint32_t h, c, n_dom
-    cdef int raw, craw, hot, converged, fired, dom
+    cdef int raw, craw, eraw, hot, converged, fired, dom
     cdef uint8_t cand, s, fl8
     cdef int32_t g
 
@@ -580,7 +593,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             k += 1
     st.n_active = k
 
-    if st.track and cfg.pattern_bonus > 0.0:
+    if st.track and (pb > 0.0 or cb > 0.0):
         _matches_advance(st, t, lo)
 
     _transform(row, st.ybuf, n, cfg.transform)
@@ -630,14 +643,15 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
         n_busy = ctas7_meter_busy(hist, n, st.busy)
     for jb in range(n_busy):
         i = st.busy[jb] if sparse else jb
+        eraw = 0
         if use_bonus:
             fl8 = flags[i]
             raw = fl8 & CTAS7_ROW_RAW
             craw = fl8 & CTAS7_ROW_CRAW
             z2 = st.z2[i]
-            if not raw and (fl8 & CTAS7_ROW_WARM) and st.mwin[i] and z2 == z2:
-                raw = bits_of_z(sqrt(z2)) + cfg.pattern_bonus * st.mwin[i] >= st.thrbits[i]
-            h = ((hist[i] << 1) | <uint32_t>(raw != 0 or craw != 0)) & cfg.persist_mask
+            if not raw and (fl8 & CTAS7_ROW_WARM) and (st.mwin[i] or st.cwin[i]) and z2 == z2:
+                eraw = bits_of_z(sqrt(z2)) + pb * st.mwin[i] + cb * st.cwin[i] >= st.thrbits[i]
+            h = ((hist[i] << 1) | <uint32_t>(raw != 0 or craw != 0 or eraw != 0)) & cfg.persist_mask
             hist[i] = h
         else:
             h = hist[i]
@@ -650,10 +664,15 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
         if h == 0 and not track:
             continue
         hot = popcount32(h) >= cfg.persist_m
+        # The activity decides the direction; hot on TETH evidence alone, a
+        # node is neutral (0): it agrees with either direction.
         if raw:
             st.hot_dir[i] = 1 if fl8 & CTAS7_ROW_DPOS else -1
         elif craw:
             st.hot_dir[i] = 1 if fl8 & CTAS7_ROW_CUP else -1
+            raw = 1
+        elif eraw:
+            st.hot_dir[i] = 0
             raw = 1
         if hot:
             if st.last_hot[i] < lo:
@@ -674,7 +693,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             if c < cfg.min_samples:
                 cand = CALM
             elif hot:
-                cand = HIGH if st.hot_dir[i] > 0 else LOW
+                cand = LOW if st.hot_dir[i] < 0 else HIGH
             elif raw or z2 >= st.z2inv[i]:
                 cand = INVESTIGATING
             elif st.x2[i] < st.x1[i] and st.x1[i] < x:
@@ -710,9 +729,9 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             dec = cfg.decay[age]
         else:
             dec = exp2(-<double>age / cfg.half_life)
-        if st.hot_dir[i] > 0:
+        if st.hot_dir[i] >= 0:
             pos += w * dec
-        else:
+        if st.hot_dir[i] <= 0:
             neg += w * dec
     dom = 1 if pos >= neg else -1
     n_dom = 0
@@ -720,7 +739,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
         for j in range(st.n_active):
             i = st.active[j]
             g = st.group[i]
-            if (st.hot_dir[i] > 0) == (dom > 0) and not st.gmark[g]:
+            if st.hot_dir[i] * dom >= 0 and not st.gmark[g]:
                 st.gmark[g] = 1
                 st.gtouched[n_dom] = g
                 n_dom += 1
@@ -820,11 +839,12 @@ cdef class MeterConfig:
                  node_thresholds=(), node_weights=(), int transform=0, int common_mode=0,
                  uint32_t min_groups=1, double family_correction=0.0, double pattern_bonus=0.0,
                  double smoothing=1.0, int detector=0, double cusum_k=0.5, double cusum_offset=0.0,
-                 int cusum_variance=0):
+                 int cusum_variance=0, double corroboration_bonus=0.0):
         cdef int a
         if (tick_ns < 1 or window_ticks < 1 or not (0 < persistence_m <= persistence_n <= 32)
                 or transform not in (0, 1) or common_mode not in (0, 1, 2) or min_groups < 1
                 or not (family_correction >= 0.0) or not (pattern_bonus >= 0.0)
+                or not (corroboration_bonus >= 0.0)
                 or not (0.0 < smoothing <= 1.0) or detector not in (0, 1, 2) or not (cusum_k > 0.0)
                 or not isfinite(cusum_offset) or cusum_variance not in (0, 1)):
             raise ValueError("invalid meter configuration (validate through MeterParams)")
@@ -838,7 +858,8 @@ cdef class MeterConfig:
             node_thresholds=tuple(node_thresholds), node_weights=tuple(node_weights),
             transform=transform, common_mode=common_mode, min_groups=min_groups,
             family_correction=family_correction, pattern_bonus=pattern_bonus, smoothing=smoothing,
-            detector=detector, cusum_k=cusum_k, cusum_offset=cusum_offset, cusum_variance=cusum_variance)
+            detector=detector, cusum_k=cusum_k, cusum_offset=cusum_offset, cusum_variance=cusum_variance,
+            corroboration_bonus=corroboration_bonus)
         self.cfg.cusum_variance = cusum_variance
         self.cfg.detector = detector
         self.cfg.cusum_k = cusum_k
@@ -852,6 +873,7 @@ cdef class MeterConfig:
         self.cfg.min_groups = min_groups
         self.cfg.family_correction = family_correction
         self.cfg.pattern_bonus = pattern_bonus
+        self.cfg.corroboration_bonus = corroboration_bonus
         self.cfg.score_threshold = score_threshold
         self.cfg.tick_ns = tick_ns
         self.cfg.alpha = <float>alpha
@@ -939,7 +961,7 @@ _STATE_ARRAYS = (
     ("mean", np.float32), ("var", np.float32), ("count", np.uint32), ("acc", np.float32),
     ("hist", np.uint32), ("last_hot", np.int64), ("first_hot", np.int64), ("hot_dir", np.int8),
     ("hot", np.uint8), ("hot_z", np.float32), ("last_z", np.float32), ("state", np.uint8),
-    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32),
+    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32), ("cwin", np.uint32),
     ("zsm", np.float32), ("cup", np.float32), ("cdn", np.float32), ("cvr", np.float32),
 )
 
@@ -1019,18 +1041,24 @@ cdef class MeterCore:
             raise MemoryError()
         return bool(r)
 
-    def add_matches(self, const int64_t[::1] ticks, const int64_t[::1] nodes):  # IN, IN
-        """Queue TETH matches (tick and node of each) for the pattern bonus.
+    def add_matches(self, const int64_t[::1] ticks, const int64_t[::1] nodes,  # IN, IN
+                    const uint8_t[::1] sources=None):  # IN
+        """Queue TETH matches (tick and node of each) for the evidence bonus.
 
         A match counts for its node from the close of its tick (a tick
         already closed: the open tick) while its tick is inside the window.
-        Ignored when ``pattern_bonus`` is 0.
+        ``sources`` (or None: all 0) says what each match is: 0 a pattern
+        match (``pattern_bonus`` bits), 1 a corroboration
+        (``corroboration_bonus`` bits). Ignored when both bonuses are 0.
         """
         cdef Py_ssize_t j, n = ticks.shape[0], top = -1
         cdef int64_t k
+        cdef uint8_t src
         if nodes.shape[0] != n:
             raise ValueError(f"ticks and nodes differ in length ({n} != {nodes.shape[0]})")
-        if self.config.cfg.pattern_bonus <= 0.0 or n == 0:
+        if sources is not None and sources.shape[0] != n:
+            raise ValueError(f"ticks and sources differ in length ({n} != {sources.shape[0]})")
+        if (self.config.cfg.pattern_bonus <= 0.0 and self.config.cfg.corroboration_bonus <= 0.0) or n == 0:
             return
         for j in range(n):
             if nodes[j] < 0 or nodes[j] >= self.max_nodes:
@@ -1043,15 +1071,18 @@ cdef class MeterCore:
             k = ticks[j]
             if self.st.started and k < self.st.open_tick:
                 k = self.st.open_tick
-            if _matches_push(&self.st, k, <int32_t>nodes[j]):
+            src = 0 if sources is None else (1 if sources[j] else 0)
+            if _matches_push(&self.st, k, <int32_t>nodes[j], src):
                 raise MemoryError()
 
     def pending_matches(self):
-        """``(ticks, nodes, n_in_window)`` of the queued matches (in window first)."""
+        """``(ticks, nodes, n_in_window, sources)`` of the queued matches (in
+        window first)."""
         cdef Py_ssize_t a = self.st.mq_out, b = self.st.mq_len
         ticks = np.array([self.st.mq_tick[j] for j in range(a, b)], dtype=np.int64)
         nodes = np.array([self.st.mq_node[j] for j in range(a, b)], dtype=np.int64)
-        return ticks, nodes, int(self.st.mq_in - a)
+        sources = np.array([self.st.mq_src[j] for j in range(a, b)], dtype=np.uint8)
+        return ticks, nodes, int(self.st.mq_in - a), sources
 
     def take_fired(self):
         """Snapshots of fired convergences since the last call, and clear.
@@ -1101,6 +1132,7 @@ cdef class MeterCore:
         if name == "x1": return self.st.x1
         if name == "x2": return self.st.x2
         if name == "mwin": return self.st.mwin
+        if name == "cwin": return self.st.cwin
         if name == "zsm": return self.st.zsm
         if name == "cup": return self.st.cup
         if name == "cdn": return self.st.cdn
@@ -1214,9 +1246,9 @@ cdef class MeterCore:
         self.st.last_confidence = lconf
         for (t, cnt, conf, nodes, first, hz, dirs) in state["pending"]:
             self._push_fired(t, cnt, conf, nodes, first, hz, dirs)
-        mt, mn, m_in = state["matches"]
+        mt, mn, m_in, ms = state["matches"]
         for j in range(len(mt)):
-            if _matches_push(&self.st, int(mt[j]), int(mn[j])):
+            if _matches_push(&self.st, int(mt[j]), int(mn[j]), 1 if ms[j] else 0):
                 raise MemoryError()
         self.st.mq_in = m_in
 
@@ -1249,13 +1281,16 @@ def _rebuild_core(config, groups, max_gap_ticks, max_nodes):
 
 def evaluate_activity(const float[:, ::1] activity,  # IN
                       groups, MeterConfig config not None,
-                      const uint32_t[:, ::1] evidence=None):  # IN
+                      const uint32_t[:, ::1] evidence=None,  # IN
+                      const uint32_t[:, ::1] corroboration=None):  # IN
     """Ticks (row indices) at which convergence fires, for a whole matrix.
 
     One call, no Python per tick: the same ``_close_tick`` as the streaming
-    meter, without state tracking. ``evidence`` (same shape, or None) holds
-    the TETH matches completed at each (tick, node); a node's matches in the
-    window add ``pattern_bonus`` bits each, as ``MeterCore.add_matches`` does.
+    meter, without state tracking. ``evidence`` and ``corroboration`` (same
+    shape, or None) hold the TETH pattern and corroboration matches
+    completed at each (tick, node); a node's matches in the window add
+    ``pattern_bonus`` / ``corroboration_bonus`` bits each, as
+    ``MeterCore.add_matches`` does.
     """
     cdef Py_ssize_t T = activity.shape[0], N = activity.shape[1], t, i, n_out = 0
     cdef meter_state_t st
@@ -1263,18 +1298,21 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
     cdef int r = 0, err = 0, use = 0
     cdef int64_t W = config.cfg.window_ticks
     cdef const uint32_t* ev = NULL
+    cdef const uint32_t* cv = NULL
     cdef const uint32_t* old
     cdef const uint32_t* cur
     g = _groups_array(groups)
     if g.shape[0] and g.shape[0] != N:
         raise ValueError(f"groups has {g.shape[0]} entries, activity has {N} nodes")
-    if evidence is not None:
-        if evidence.shape[0] != T or evidence.shape[1] != N:
-            raise ValueError(f"evidence has shape ({evidence.shape[0]}, {evidence.shape[1]}), "
-                             f"activity ({T}, {N})")
-        if config.cfg.pattern_bonus > 0.0 and T and N:
-            use = 1
+    for name, m in (("evidence", evidence), ("corroboration", corroboration)):
+        if m is not None and (m.shape[0] != T or m.shape[1] != N):
+            raise ValueError(f"{name} has shape ({m.shape[0]}, {m.shape[1]}), activity ({T}, {N})")
+    if T and N:
+        if evidence is not None and config.cfg.pattern_bonus > 0.0:
             ev = &evidence[0, 0]
+        if corroboration is not None and config.cfg.corroboration_bonus > 0.0:
+            cv = &corroboration[0, 0]
+        use = ev != NULL or cv != NULL
     _fill_over(&ov, config, g)
     n_groups = int(g.max()) + 1 if g.size else 1
     out = np.empty(T, dtype=np.int64)
@@ -1289,13 +1327,22 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
         elif use:
             for t in range(T):
                 # Window [t - W + 1, t]: row t enters, row t - W leaves.
-                cur = ev + t * N
-                for i in range(N):
-                    st.mwin[i] += cur[i]
-                if t >= W:
-                    old = ev + (t - W) * N
+                if ev != NULL:
+                    cur = ev + t * N
                     for i in range(N):
-                        st.mwin[i] -= old[i]
+                        st.mwin[i] += cur[i]
+                    if t >= W:
+                        old = ev + (t - W) * N
+                        for i in range(N):
+                            st.mwin[i] -= old[i]
+                if cv != NULL:
+                    cur = cv + t * N
+                    for i in range(N):
+                        st.cwin[i] += cur[i]
+                    if t >= W:
+                        old = cv + (t - W) * N
+                        for i in range(N):
+                            st.cwin[i] -= old[i]
                 r = _close_tick(&st, &config.cfg, base + t * N, t)
                 if r < 0:
                     err = 1

@@ -185,8 +185,8 @@ def _alarms(events, run, config, name=None):
     from ctas7.stages.meter import evaluate_activity
 
     act = bin_activity(events, run.tick_ns, run.n_nodes, run.n_ticks, t0_ns=run.t0_ns)
-    ev = _evidence_of(name, run, events) if name is not None else None
-    return evaluate_activity(act, run.groups, config, evidence=ev)
+    ev, cor = _evidence_of(name, run, events) if name is not None else (None, None)
+    return evaluate_activity(act, run.groups, config, evidence=ev, corroboration=cor)
 
 
 def _first_in(alarms: np.ndarray, onset: int, deadline: int):

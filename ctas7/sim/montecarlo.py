@@ -117,6 +117,8 @@ __all__ = [
     "playbook_kinds",
     "pattern_evidence",
     "corroboration_evidence",
+    "playbook_finals",
+    "FINAL_CORROBORATION_NODES",
     "CORROBORATION_NODES",
     "CORROBORATION_TICKS",
     "add_arguments",
@@ -221,7 +223,8 @@ class Case:
 
     ``windows`` holds ``(onset, deadline)`` tick pairs (inclusive), one per
     incident; it is empty for a null run. ``evidence`` holds the playbook's
-    matches per (tick, node) as uint32 (None: no evidence, or no match).
+    matches per (tick, node) as uint32 and ``corroboration`` the
+    corroboration matches (None: no evidence, or no match).
     """
 
     scenario: str
@@ -231,6 +234,7 @@ class Case:
     tick_ns: int
     truth: object = None
     evidence: np.ndarray | None = None
+    corroboration: np.ndarray | None = None
 
     @property
     def node_hours(self) -> float:
@@ -375,16 +379,18 @@ def _bin_matches(out: np.ndarray, m: np.ndarray, tick_ns: int, t0_ns: int) -> np
 CORROBORATION_NODES = 3
 #: Window of a corroboration, in ticks from the first report.
 CORROBORATION_TICKS = 2
+#: Distinct nodes that must report one ``sch`` of a playbook's *final* step.
+FINAL_CORROBORATION_NODES = 2
 
 
 def corroboration_evidence(events: np.ndarray, tick_ns: int, n_nodes: int, n_ticks: int, *,
                            t0_ns: int = 0, min_nodes: int = CORROBORATION_NODES,
-                           window_ticks: int = CORROBORATION_TICKS) -> np.ndarray:
+                           window_ticks: int = CORROBORATION_TICKS, kinds=None) -> np.ndarray:
     """Corroboration matches per (tick, node) over one run's events.
 
-    A fresh :class:`~ctas7.stages.corroborate.Corroborate` over the scenario
-    indicator kinds runs once over ``events`` (time-sorted); matches are
-    binned like :func:`pattern_evidence`.
+    A fresh :class:`~ctas7.stages.corroborate.Corroborate` over ``kinds``
+    (default: the scenario indicator kinds) runs once over ``events``
+    (time-sorted); matches are binned like :func:`pattern_evidence`.
 
     Returns
     -------
@@ -405,23 +411,45 @@ def corroboration_evidence(events: np.ndarray, tick_ns: int, n_nodes: int, n_tic
     out = np.zeros((int(n_ticks), int(n_nodes)), dtype=np.uint32)
     if events.shape[0] == 0:
         return out
-    stage = Corroborate(kinds=INDICATOR_KINDS, min_nodes=min_nodes, window_ns=int(window_ticks) * int(tick_ns))
+    kinds = INDICATOR_KINDS if kinds is None else kinds
+    stage = Corroborate(kinds=kinds, min_nodes=min_nodes, window_ns=int(window_ticks) * int(tick_ns))
     return _bin_matches(out, stage.process(Frame(events)).matches, tick_ns, t0_ns)
 
 
-def _evidence_of(name: str, run, events=None) -> np.ndarray | None:
+def playbook_finals(name: str) -> tuple[int, ...]:
+    """Kind codes of the last step of each of scenario ``name``'s indicator
+    sequences: what an analyst watches for a *final-stage* corroboration.
+
+    Examples
+    --------
+    >>> from ctas7.sim.scenarios import KIND_NAMES
+    >>> [KIND_NAMES[k] for k in playbook_finals("wannacry_2017")]
+    ['ransom_note']
+    """
+    from ctas7.sim.scenarios import KINDS, SCENARIOS
+
+    return tuple(dict.fromkeys(KINDS[s.indicators[-1]] for s in SCENARIOS[name].incidents if s.indicators))
+
+
+def _evidence_of(name: str, run, events=None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(pattern evidence, corroboration evidence)`` of one run (None where
+    nothing matched)."""
     events = run.events if events is None else events
-    ev = pattern_evidence(events, _compiled_playbook(name), run.tick_ns, run.n_nodes, run.n_ticks, t0_ns=run.t0_ns)
-    ev += corroboration_evidence(events, run.tick_ns, run.n_nodes, run.n_ticks, t0_ns=run.t0_ns)
-    return ev if ev.any() else None
+    shape = (run.tick_ns, run.n_nodes, run.n_ticks)
+    ev = pattern_evidence(events, _compiled_playbook(name), *shape, t0_ns=run.t0_ns)
+    cor = corroboration_evidence(events, *shape, t0_ns=run.t0_ns)
+    cor += corroboration_evidence(events, *shape, t0_ns=run.t0_ns, kinds=playbook_finals(name),
+                                  min_nodes=FINAL_CORROBORATION_NODES)
+    return (ev if ev.any() else None), (cor if cor.any() else None)
 
 
 def case_from_run(name: str, run, playbooks: bool = False) -> Case:
     """A :class:`Case` from a generated ``ScenarioRun`` (with its playbook's
     evidence when ``playbooks``)."""
     act = np.ascontiguousarray(run.activity, dtype=np.float32)
-    ev = _evidence_of(name, run) if playbooks else None
-    return Case(name, act, np.ascontiguousarray(run.groups), incident_windows(run), int(run.tick_ns), run.truth, ev)
+    ev, cor = _evidence_of(name, run) if playbooks else (None, None)
+    return Case(name, act, np.ascontiguousarray(run.groups), incident_windows(run), int(run.tick_ns), run.truth, ev,
+                cor)
 
 
 def _generate(name: str, seed: int, null: bool, playbooks: bool = False) -> Case:
@@ -518,9 +546,9 @@ class Counts:
 
 
 def _alarms_of(evaluate, case: Case, params):
-    if case.evidence is None:
+    if case.evidence is None and case.corroboration is None:
         return evaluate(case.activity, case.groups, params)
-    return evaluate(case.activity, case.groups, params, evidence=case.evidence)
+    return evaluate(case.activity, case.groups, params, evidence=case.evidence, corroboration=case.corroboration)
 
 
 def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None) -> Counts:

@@ -13,8 +13,8 @@ sightings more than ``window_ns`` after the first start afresh. When the
 ``min_nodes``-th distinct node reports, it emits one match
 (:data:`~ctas7.records.MATCH_DTYPE`, ``pattern = pattern_id``) for every node
 seen so far, at that event's time; each further node in the window adds one
-match of its own. The meter adds ``pattern_bonus`` bits to a node's score per
-match in its window, so corroborated nodes turn hot (see
+match of its own. The meter adds ``corroboration_bonus`` bits to a node's
+score per match in its window, so corroborated nodes turn hot (see
 :class:`~ctas7.stages.meter.MeterParams`).
 
 Only indicator events are visited one by one, after a vectorised filter:
@@ -41,7 +41,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ctas7.events import validate_batch
-from ctas7.records import MATCH_DTYPE
+from ctas7.records import CORROBORATION_BASE, MATCH_DTYPE
 from ctas7.stage import Frame, Stage
 
 __all__ = ["Corroborate", "CORROBORATION_PATTERN"]
@@ -64,7 +64,9 @@ class Corroborate(Stage):
         Event-time span, from an ``sch``'s first sighting, in which further
         sightings count towards it.
     pattern_id : int
-        ``pattern`` field of the emitted matches.
+        ``pattern`` field of the emitted matches, at least
+        :data:`~ctas7.records.CORROBORATION_BASE` (so the meter weighs them
+        as corroboration); give several stages distinct ids.
     max_entries : int
         Live ``sch`` entries kept before expired ones are pruned (memory
         bound; see the module notes).
@@ -88,8 +90,9 @@ class Corroborate(Stage):
             raise ValueError(f"min_nodes must be >= 2, got {min_nodes!r}")
         if int(window_ns) <= 0:
             raise ValueError(f"window_ns must be > 0, got {window_ns!r}")
-        if not 0 <= int(pattern_id) < 1 << 32:
-            raise ValueError(f"pattern_id must fit in uint32, got {pattern_id!r}")
+        if not CORROBORATION_BASE <= int(pattern_id) < 1 << 32:
+            raise ValueError(f"pattern_id must lie in [CORROBORATION_BASE={CORROBORATION_BASE:#x}, 2**32) so the "
+                             f"meter weighs it as corroboration, got {pattern_id!r}")
         if int(max_entries) < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries!r}")
         self._watch = np.zeros(1 << 16, dtype=bool)

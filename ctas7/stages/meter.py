@@ -151,7 +151,7 @@ import numpy as np
 
 from ctas7._core import _meter
 from ctas7.events import EVENT_DTYPE, KIND_CONTROL_BASE, validate_batch
-from ctas7.records import MATCH_DTYPE, Convergence
+from ctas7.records import CORROBORATION_BASE, MATCH_DTYPE, Convergence
 from ctas7.stage import Frame, Stage
 
 __all__ = [
@@ -208,6 +208,7 @@ LIMITS: dict[str, tuple[type, float, float]] = {
     "min_groups": (int, 1, 1 << 20),
     "family_correction": (float, 0.0, 4.0),
     "pattern_bonus": (float, 0.0, 64.0),
+    "corroboration_bonus": (float, 0.0, 64.0),
     "smoothing": (float, 0.01, 1.0),
     "cusum_k": (float, 0.05, 5.0),
     "cusum_offset": (float, -16.0, 32.0),
@@ -318,9 +319,16 @@ class MeterParams:
     family_correction : float
         Bits added to every threshold per ``log2(n_nodes)`` (1 = Bonferroni).
     pattern_bonus : float
-        Bits each TETH match in the window adds to its node's score
+        Bits each TETH pattern match in the window adds to its node's score
         (:class:`Meter`: ``frame.matches``; :func:`evaluate_activity`:
         ``evidence``).
+    corroboration_bonus : float
+        Bits each corroboration match in the window adds to its node's
+        score (:class:`Meter`: matches whose ``pattern`` is at or above
+        :data:`~ctas7.records.CORROBORATION_BASE`;
+        :func:`evaluate_activity`: ``corroboration``). Several stations
+        reporting the same intel is far stronger evidence than one node's
+        chance sequence, so it has its own weight.
     smoothing : float
         EWMA factor of the standardised residual (1: score each tick alone).
     detector : {"surprisal", "cusum", "both"}
@@ -388,6 +396,7 @@ class MeterParams:
     min_groups: int = 1
     family_correction: float = 0.9
     pattern_bonus: float = 0.0
+    corroboration_bonus: float = 0.0
     smoothing: float = 0.461
     detector: str = "both"
     cusum_k: float = 1.46
@@ -507,6 +516,7 @@ def _compile(params: MeterParams) -> "_meter.MeterConfig":
         min_groups=params.min_groups,
         family_correction=params.family_correction,
         pattern_bonus=params.pattern_bonus,
+        corroboration_bonus=params.corroboration_bonus,
         smoothing=params.smoothing,
         detector=CHOICES["detector"].index(params.detector),
         cusum_k=params.cusum_k,
@@ -574,6 +584,7 @@ PARAM_SPACE: dict[str, ParamRange] = {
     "cusum_offset": ParamRange("float", -2.0, 10.0, doc="bits on the CUSUM threshold"),
     "cusum_variance": ParamRange("int", 0, 1, doc="also a CUSUM of z^2"),
     "pattern_bonus": ParamRange("float", 0.0, 16.0, doc="bits per TETH match in the window"),
+    "corroboration_bonus": ParamRange("float", 0.0, 32.0, doc="bits per corroboration in the window"),
     "node_weights": ParamRange("float", 0.5, 2.0, per_node=True),
     "node_thresholds": ParamRange("float", 4.0, 20.0, per_node=True, doc="override for 1 node in 4"),
 }
@@ -632,7 +643,7 @@ def sample(rng, n_nodes: int = 0, base: MeterParams | None = None) -> MeterParam
 # ---------------------------------------------------------------------------
 
 
-def _as_evidence(evidence, shape) -> np.ndarray | None:
+def _as_evidence(evidence, shape, name: str = "evidence") -> np.ndarray | None:
     """Match counts as C-contiguous uint32 of ``shape`` (None: no evidence)."""
     if evidence is None:
         return None
@@ -641,21 +652,21 @@ def _as_evidence(evidence, shape) -> np.ndarray | None:
     else:
         ev = np.asarray(evidence)
         if ev.dtype.kind not in "iuf" or ev.dtype == np.bool_:
-            raise TypeError(f"evidence must hold numbers (match counts), got dtype {ev.dtype}")
+            raise TypeError(f"{name} must hold numbers (match counts), got dtype {ev.dtype}")
         if ev.dtype.kind == "f":
             if not np.isfinite(ev).all():
-                raise ValueError("evidence must be finite (match counts)")
+                raise ValueError(f"{name} must be finite (match counts)")
             if (ev != np.floor(ev)).any():
-                raise ValueError("evidence must hold whole numbers (match counts)")
+                raise ValueError(f"{name} must hold whole numbers (match counts)")
         if ev.size and (ev.min() < 0 or ev.max() >= 2**31):
-            raise ValueError("evidence counts must lie in [0, 2**31)")
+            raise ValueError(f"{name} counts must lie in [0, 2**31)")
         ev = np.ascontiguousarray(ev, dtype=np.uint32)
     if ev.shape != tuple(shape):
-        raise ValueError(f"evidence has shape {ev.shape}, activity {tuple(shape)}")
+        raise ValueError(f"{name} has shape {ev.shape}, activity {tuple(shape)}")
     return ev
 
 
-def evaluate_activity(activity, groups=None, params=None, evidence=None) -> np.ndarray:
+def evaluate_activity(activity, groups=None, params=None, evidence=None, corroboration=None) -> np.ndarray:
     """Ticks at which convergence fires, for a precomputed activity matrix.
 
     The same core as :class:`Meter`, run over all ticks in one Cython call
@@ -681,6 +692,10 @@ def evaluate_activity(activity, groups=None, params=None, evidence=None) -> np.n
         non-negative numbers (float32 or integer; uint32 C-contiguous is
         used without a copy). Ignored when ``pattern_bonus`` is 0 or the
         detector is ``"cusum"``.
+    corroboration : array_like, shape (ticks, nodes), optional
+        Corroboration matches per (tick, node), like ``evidence``, weighted
+        by ``corroboration_bonus``. A node hot on evidence alone is neutral
+        on direction: it agrees with either.
 
     Returns
     -------
@@ -708,9 +723,10 @@ def evaluate_activity(activity, groups=None, params=None, evidence=None) -> np.n
         activity = np.ascontiguousarray(activity, dtype=np.float32)
     if activity.ndim != 2:
         raise ValueError(f"activity must be 2-d (ticks, nodes), got shape {activity.shape}")
-    if evidence is None:
+    if evidence is None and corroboration is None:
         return _meter.evaluate_activity(activity, groups, _as_config(params))
-    return _meter.evaluate_activity(activity, groups, _as_config(params), _as_evidence(evidence, activity.shape))
+    return _meter.evaluate_activity(activity, groups, _as_config(params), _as_evidence(evidence, activity.shape),
+                                    _as_evidence(corroboration, activity.shape, "corroboration"))
 
 
 def score_series(values, params=None) -> np.ndarray:
@@ -817,11 +833,13 @@ class Meter(Stage):
         if matches is not None:
             if not isinstance(matches, np.ndarray) or matches.dtype != MATCH_DTYPE or matches.ndim != 1:
                 raise TypeError(f"meter: frame.matches must be a 1-d MATCH_DTYPE array or None, got {matches!r:.80}")
-        if matches is not None and matches.shape[0] and self._p.pattern_bonus > 0:
+        if matches is not None and matches.shape[0] and (self._p.pattern_bonus > 0 or self._p.corroboration_bonus > 0):
             # Before the events, so the ticks this batch closes see them.
             order = np.argsort(matches["ts"], kind="stable")
-            self._core.add_matches(np.ascontiguousarray(matches["ts"][order] // self._p.tick_ns, dtype=np.int64),
-                                   np.ascontiguousarray(matches["node"][order], dtype=np.int64))
+            m = matches[order]
+            self._core.add_matches(np.ascontiguousarray(m["ts"] // self._p.tick_ns, dtype=np.int64),
+                                   np.ascontiguousarray(m["node"], dtype=np.int64),
+                                   (m["pattern"] >= CORROBORATION_BASE).view(np.uint8))
         self._core.process(events)
         open_tick = self._core.open_tick
         if open_tick is None:
@@ -1085,14 +1103,15 @@ def reference_cusum_threshold(bits: float, k: float) -> float:
     return hi
 
 
-def reference_evaluate(activity, groups=None, params=None, matches=None, evidence=None) -> ReferenceTrace:
+def reference_evaluate(activity, groups=None, params=None, matches=None, evidence=None,
+                       corroboration=None) -> ReferenceTrace:
     """The whole meter as a plain per-tick Python loop (numpy over nodes).
 
     Slow and simple; used to check the Cython core exactly (same alarms,
     states and baselines; scores to float32 precision). ``evidence`` (or
-    its older name ``matches``), an array ``(ticks, nodes)`` of match
-    counts, applies the pattern bonus as the streaming meter and
-    :func:`evaluate_activity` do.
+    its older name ``matches``) and ``corroboration``, arrays ``(ticks,
+    nodes)`` of match counts, apply the pattern and corroboration bonuses as
+    the streaming meter and :func:`evaluate_activity` do.
 
     Examples
     --------
@@ -1117,6 +1136,7 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
         raise TypeError("give evidence or matches, not both")
     evidence = matches if evidence is None else evidence
     mt = None if evidence is None else np.asarray(evidence, dtype=np.int64).reshape(T, N)
+    ct = None if corroboration is None else np.asarray(corroboration, dtype=np.int64).reshape(T, N)
     w = np.ones(N)
     for n, v in p.node_weights:
         if n < N:
@@ -1193,17 +1213,21 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
         zok = ~np.isnan(z)  # a non-finite tick gets no bonus either
         z = np.where(zok, z, 0.0)
         score = np.where(warm, _bits(z), 0.0)
-        bonus = 0.0
+        bonus = np.zeros(N)
+        lo_m = max(0, t - p.window_ticks + 1)
         if mt is not None and p.pattern_bonus > 0:
-            lo_m = max(0, t - p.window_ticks + 1)
-            bonus = p.pattern_bonus * mt[lo_m : t + 1].sum(axis=0)
-        sraw = warm & ((score >= thr) | ((bonus > 0) & zok & (score + bonus >= thr)))
+            bonus = bonus + p.pattern_bonus * mt[lo_m : t + 1].sum(axis=0)
+        if ct is not None and p.corroboration_bonus > 0:
+            bonus = bonus + p.corroboration_bonus * ct[lo_m : t + 1].sum(axis=0)
+        sraw = warm & (score >= thr)
+        eraw = warm & ~sraw & (bonus > 0) & zok & (score + bonus >= thr)
         if p.detector == "cusum":
-            sraw = np.zeros(N, bool)
-        raw = sraw | craw
+            sraw = eraw = np.zeros(N, bool)
+        raw = sraw | craw | eraw
         hist = ((hist << 1) | raw) & mask
         hot = np.array([bin(h).count("1") >= p.persistence_m for h in hist])
-        hot_dir = np.where(sraw, np.where(d > 0, 1, -1), np.where(craw, cdir, hot_dir))
+        # hot on evidence alone: neutral (0), agreeing with either direction
+        hot_dir = np.where(sraw, np.where(d > 0, 1, -1), np.where(craw, cdir, np.where(eraw, 0, hot_dir)))
         hot_z = np.where(raw, z, hot_z)
         for i in np.flatnonzero(hot):
             if last.get(i, -(1 << 62)) < lo:
@@ -1214,7 +1238,7 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
             if not warm[i]:
                 cand = NodeState.CALM
             elif hot[i]:
-                cand = NodeState.HIGH if hot_dir[i] > 0 else NodeState.LOW
+                cand = NodeState.LOW if hot_dir[i] < 0 else NodeState.HIGH
             elif raw[i] or score[i] >= thr[i] / 2:
                 cand = NodeState.INVESTIGATING
             elif x2[i] < x1[i] < x[i]:
@@ -1230,11 +1254,11 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
         x2, x1 = x1.copy(), x.copy()
         _ref_ewma(mean, var, count, upd, p.alpha, p.outlier_sigma, p.min_samples)
         total = sum(w[i] for i in members)
-        pos = sum(w[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] > 0)
+        pos = sum(w[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] >= 0)
         neg = sum(w[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] <= 0)
         up = pos >= neg
         conf = (pos if up else neg) / total if total > 0 else 0.0
-        n_groups = len({int(g[i]) for i in members if (hot_dir[i] > 0) == up})
+        n_groups = len({int(g[i]) for i in members if hot_dir[i] * (1 if up else -1) >= 0})
         if p.min_groups <= 1:
             n_groups = 1
         conv = (bool(members) and total >= p.min_hot_nodes - 1e-9 and conf >= p.convergence_threshold - 1e-12
