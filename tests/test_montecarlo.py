@@ -76,10 +76,32 @@ def test_evaluate_cases_counts_detections_delays_and_spurious_alarms():
 
     c = evaluate_cases(cases[:3], cases[3:], params=None, evaluate=fake)
     assert (c.incidents, c.detected, c.incident_runs) == (4, 3, 3)
-    assert (c.spurious_runs, c.spurious_alarms) == (1, 2)
+    assert (c.spurious_runs, c.spurious_alarms, c.early_alarms) == (1, 2, 0)
     assert (c.null_runs, c.null_alarm_runs, c.null_alarms) == (2, 1, 2)
     assert c.delays_s == [2 * 60.0, 1 * 60.0, 6 * 60.0]
     assert c.null_node_hours == pytest.approx(2 * 4 * 100 * 60 / 3600)
+
+
+def test_alarms_during_a_lead_are_early_warnings_not_false_alarms():
+    # Incident onset 50, deadline 60, first indicator at 40: an alarm at 45
+    # is an early warning (neither a detection nor spurious), one at 30 is
+    # spurious, one at 55 detects; metrics.score_run agrees.
+    from ctas7.sim import metrics
+    from ctas7.sim.scenarios import Incident, Truth
+
+    inc = Incident(onset=50, deadline=60, nodes=(0, 1, 2), group=0, lead_ticks=10, shape="step", magnitude=1.0,
+                   duration=5, node_onsets=(50, 50, 50), node_shapes=("step",) * 3, node_magnitudes=(1.0,) * 3,
+                   indicators=(3, 4), indicator_ticks=(40, 50))
+    truth = Truth(name="fake", seed=0, null=False, tick_ns=60_000_000_000, n_ticks=100, n_nodes=4,
+                  groups=(0, 0, 0, 0), group_names=("g",), quorum=3, incidents=(inc,), decoys=())
+    case = _case([(50, 60)])
+    case.truth = truth
+    for alarms, want in (([45], (0, 0, 1)), ([30, 45, 55], (1, 1, 1)), ([49, 50], (1, 0, 1))):
+        c = evaluate_cases([case], [], params=None, evaluate=lambda *a, al=alarms: np.array(al, np.int64))
+        assert (c.detected, c.spurious_alarms, c.early_alarms) == want
+        r = metrics.score_run(np.array(alarms), truth)
+        assert (r.n_detected, r.early_alarms, r.n_alarms - r.tp_alarms - r.early_alarms) == (want[0], want[2],
+                                                                                            want[1])
 
 
 def test_summary_agrees_with_the_metrics_module():
@@ -90,11 +112,14 @@ def test_summary_agrees_with_the_metrics_module():
 
     spec = mc.SearchSpec(2, mc.select_scenarios(6), val_seeds=1, val_null_per_scenario=2)
     inc, null = mc.build_cases(spec, "validation", 0)
+    early = 0
     for params in (MeterParams(score_threshold=6.0, min_hot_nodes=2, convergence_threshold=0.3, window_ticks=8),
-                   mc.sample_params(2, 0)):
+                   mc.sample_params(2, 0),
+                   MeterParams(min_hot_nodes=2, corroboration_bonus=20.0, pattern_bonus=3.0)):
         tally = metrics.Tally()
         for case in inc + null:
-            tally.add(evaluate_activity(case.activity, case.groups, params, evidence=case.evidence), case.truth)
+            tally.add(evaluate_activity(case.activity, case.groups, params, evidence=case.evidence,
+                                        corroboration=case.corroboration), case.truth)
         ref = tally.report()
         s = mc.summarize(evaluate_cases(inc, null, params))
         assert (s["incidents"], s["detected"]) == (ref.n_incidents, ref.n_detected)
@@ -103,7 +128,9 @@ def test_summary_agrees_with_the_metrics_module():
         assert s["alarms_per_node_hour"] == pytest.approx(ref.alarms_per_node_hour)
         assert s["f1"] == pytest.approx(ref.f1)
         assert _same(s["ttd_median_s"], ref.ttd_median_s)
+        early += s["early_alarms"]
     assert ref.n_incidents >= 6 and ref.n_null_runs == 12
+    assert early > 0  # the corroboration point warns during some lead: not counted as false
 
 
 def test_counts_merge_and_round_trip():

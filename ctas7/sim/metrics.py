@@ -13,9 +13,12 @@ Definitions
 * **False-alarm rate** = null runs (runs with no incident) with at least one
   alarm / null runs. **Alarms per node-hour** = alarms in null runs /
   node-hours of null runs (nodes x run length).
-* **F1**: an alarm inside some incident window is a true positive (TP),
-  any other alarm (in incident or null runs) a false positive (FP); a missed
-  incident is a false negative (FN). Precision = TP alarms / all alarms,
+* **F1**: an alarm inside some incident window is a true positive (TP);
+  an alarm in no window but during an incident's lead (from its first
+  indicator, ``onset - lead_ticks``, to ``onset - 1``) is an *early
+  warning*, neither TP nor FP; any other alarm (in incident or null runs)
+  is a false positive (FP); a missed incident is a false negative (FN).
+  Precision = TP alarms / (TP + FP alarms),
   recall = detected incidents / incidents (the detection rate), F1 = their
   harmonic mean. Several alarms in one window are all TP, so this is the
   alarm-level precision and the incident-level recall; with exactly one alarm
@@ -213,6 +216,8 @@ class RunScore:
         The same in seconds of event time.
     n_alarms, tp_alarms : int
         Alarms, and those inside some incident window.
+    early_alarms : int
+        Alarms in no window but during an incident's lead (early warnings).
     null : bool
         The run has no incident.
     node_hours : float
@@ -227,6 +232,7 @@ class RunScore:
     tp_alarms: int
     null: bool
     node_hours: float
+    early_alarms: int = 0
 
 
 def _alarm_array(alarms, n_ticks: int) -> np.ndarray:
@@ -277,6 +283,11 @@ def score_run(alarms, truth) -> RunScore:
         if i < a.size and a[i] <= inc.deadline:
             ttd.append(int(a[i]) - inc.onset)
         in_window[i : int(np.searchsorted(a, inc.deadline, side="right"))] = True
+    early = np.zeros(a.size, dtype=bool)
+    for inc in truth.incidents:
+        lead = int(getattr(inc, "lead_ticks", 0))
+        lo, hi = np.searchsorted(a, [inc.onset - lead, inc.onset], side="left")
+        early[int(lo) : int(hi)] = True
     return RunScore(
         n_incidents=len(truth.incidents),
         n_detected=len(ttd),
@@ -286,6 +297,7 @@ def score_run(alarms, truth) -> RunScore:
         tp_alarms=int(in_window.sum()),
         null=len(truth.incidents) == 0,
         node_hours=float(truth.node_hours),
+        early_alarms=int((early & ~in_window).sum()),
     )
 
 
@@ -391,7 +403,7 @@ def _report(scores, detection_target, false_alarm_target) -> DetectionReport:
     n_null_alarmed = sum(1 for s in nulls if s.n_alarms)
     null_alarms = sum(s.n_alarms for s in nulls)
     null_hours = sum(s.node_hours for s in nulls)
-    n_alarms = sum(s.n_alarms for s in scores)
+    n_alarms = sum(s.n_alarms - s.early_alarms for s in scores)
     tp = sum(s.tp_alarms for s in scores)
     precision, recall, f1 = f1_score(tp, n_alarms, n_det, n_inc)
     ttd_ticks = tuple(t for s in scores for t in s.ttd_ticks)
