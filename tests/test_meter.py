@@ -752,7 +752,8 @@ def test_evidence_cython_matches_reference_and_stream(seed, n_nodes, n_ticks):
     a, groups, p = _random_case(seed, n_nodes, n_ticks)
     rng = np.random.default_rng(seed ^ 0x5EED)
     p = p.replace(pattern_bonus=float(rng.choice([0.0, 0.5, 3.0, 8.0, 16.0])),
-                  corroboration_bonus=float(rng.choice([0.0, 2.0, 9.0, 24.0])))
+                  corroboration_bonus=float(rng.choice([0.0, 2.0, 9.0, 24.0])),
+                  corroboration_weight=float(rng.choice([1.0, 1.5, 2.0])))
     ev = (rng.random(a.shape) < rng.uniform(0.0, 0.2)) * rng.integers(1, 4, size=a.shape)
     ev = ev.astype(np.float32)
     cor = ((rng.random(a.shape) < rng.uniform(0.0, 0.1)) * rng.integers(1, 3, size=a.shape)).astype(np.uint32)
@@ -764,9 +765,32 @@ def test_evidence_cython_matches_reference_and_stream(seed, n_nodes, n_ticks):
     # Corroboration alone, and swapping the roles of the two bonuses.
     ref_c = reference_evaluate(a, groups, p, corroboration=cor)
     assert evaluate_activity(a, groups, p, corroboration=cor).tolist() == ref_c.alarms
-    swapped = p.replace(pattern_bonus=p.corroboration_bonus, corroboration_bonus=p.pattern_bonus)
+    swapped = p.replace(pattern_bonus=p.corroboration_bonus, corroboration_bonus=p.pattern_bonus,
+                        corroboration_weight=1.0)
+    p = p.replace(corroboration_weight=1.0)
     assert (evaluate_activity(a, groups, swapped, evidence=cor, corroboration=ev).tolist()
             == evaluate_activity(a, groups, p, evidence=ev, corroboration=cor).tolist())
+
+
+def test_corroboration_weight_lets_two_corroborated_nodes_converge():
+    # min_hot_nodes 4: two nodes hot on activity and corroborated count 2 x 2
+    # with corroboration_weight 2; uncorroborated, or with weight 1, they
+    # are 2 < 4. Hand-checked against the reference and the streaming core.
+    rng = np.random.default_rng(4)
+    a = rng.poisson(20.0, size=(60, 6)).astype(np.float32)
+    a[50:54, [1, 4]] += 80.0
+    p = RawParams(min_samples=10, window_ticks=5, min_hot_nodes=4, corroboration_weight=2.0)
+    cor = np.zeros(a.shape, np.uint32)
+    cor[50, [1, 4]] = 1
+    assert evaluate_activity(a, None, p).tolist() == []
+    assert evaluate_activity(a, None, p.replace(corroboration_weight=1.0), corroboration=cor).tolist() == []
+    ref = reference_evaluate(a, None, p, corroboration=cor)
+    assert ref.alarms == [50] and ref.weighted_count[50] == 4.0
+    assert evaluate_activity(a, None, p, corroboration=cor).tolist() == [50]
+    alarms, _, _ = run_steps_with_matches(a, None, p, np.zeros(a.shape), cor)
+    assert alarms == [50]
+    with pytest.raises(ValueError, match="corroboration_weight"):
+        p.replace(corroboration_weight=0.5)
 
 
 def test_evidence_hot_nodes_are_neutral_on_direction():

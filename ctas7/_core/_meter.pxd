@@ -115,6 +115,7 @@ ctypedef struct meter_cfg_t:
     double family_correction  # bits added per log2(nodes tracked)
     double pattern_bonus      # bits per TETH pattern match in the window
     double corroboration_bonus  # bits per corroboration match in the window
+    double corroboration_weight  # window weight factor of a node with a corroboration in the window
     double score_threshold    # bits (before the family correction)
     double smoothing          # EWMA factor of the standardised residual (1: none)
     double smooth_norm        # 1 / sd of the smoothed residual under the null

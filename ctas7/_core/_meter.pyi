@@ -44,6 +44,7 @@ class MeterConfig:
         cusum_offset: float = ...,
         cusum_variance: int = ...,
         corroboration_bonus: float = ...,
+        corroboration_weight: float = ...,
     ) -> None: ...
     @property
     def z_threshold(self) -> float: ...

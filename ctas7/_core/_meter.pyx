@@ -569,14 +569,14 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef int64_t lo = t - cfg.window_ticks + 1
     cdef int64_t age
     cdef float x
-    cdef double z2, zz, w, dec, total, pos, neg, conf
+    cdef double z2, zz, w, dec, total, pos, neg, conf, bonus
     # Locals: extensions build with -fno-strict-aliasing, so every store
     # would otherwise reload these pointers from the state struct.
     cdef const uint8_t* flags = st.flags
     cdef uint32_t* hist = st.hist
     cdef int track = st.track
     cdef int use_bonus = st.use_mwin and cfg.detector != 1
-    cdef double pb = cfg.pattern_bonus, cb = cfg.corroboration_bonus
+    cdef double pb = cfg.pattern_bonus, cb = cfg.corroboration_bonus, cw = cfg.corroboration_weight
     cdef ctas7_meter_row_cfg rc
     cdef ctas7_meter_row rw
     cdef uint32_t h, c, n_dom
@@ -593,7 +593,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             k += 1
     st.n_active = k
 
-    if st.track and (pb > 0.0 or cb > 0.0):
+    if st.track and (pb > 0.0 or cb > 0.0 or cw != 1.0):
         _matches_advance(st, t, lo)
 
     _transform(row, st.ybuf, n, cfg.transform)
@@ -650,7 +650,8 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             craw = fl8 & CTAS7_ROW_CRAW
             z2 = st.z2[i]
             if not raw and (fl8 & CTAS7_ROW_WARM) and (st.mwin[i] or st.cwin[i]) and z2 == z2:
-                eraw = bits_of_z(sqrt(z2)) + pb * st.mwin[i] + cb * st.cwin[i] >= st.thrbits[i]
+                bonus = pb * st.mwin[i] + cb * st.cwin[i]
+                eraw = bonus > 0.0 and bits_of_z(sqrt(z2)) + bonus >= st.thrbits[i]
             h = ((hist[i] << 1) | <uint32_t>(raw != 0 or craw != 0 or eraw != 0)) & cfg.persist_mask
             hist[i] = h
         else:
@@ -723,6 +724,8 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     for j in range(st.n_active):
         i = st.active[j]
         w = st.weight[i]
+        if cw != 1.0 and st.use_mwin and st.cwin[i]:
+            w *= cw
         total += w
         age = t - st.first_hot[i]
         if age < DECAY_TABLE:
@@ -839,12 +842,13 @@ cdef class MeterConfig:
                  node_thresholds=(), node_weights=(), int transform=0, int common_mode=0,
                  uint32_t min_groups=1, double family_correction=0.0, double pattern_bonus=0.0,
                  double smoothing=1.0, int detector=0, double cusum_k=0.5, double cusum_offset=0.0,
-                 int cusum_variance=0, double corroboration_bonus=0.0):
+                 int cusum_variance=0, double corroboration_bonus=0.0, double corroboration_weight=1.0):
         cdef int a
         if (tick_ns < 1 or window_ticks < 1 or not (0 < persistence_m <= persistence_n <= 32)
                 or transform not in (0, 1) or common_mode not in (0, 1, 2) or min_groups < 1
                 or not (family_correction >= 0.0) or not (pattern_bonus >= 0.0)
-                or not (corroboration_bonus >= 0.0)
+                or not (corroboration_bonus >= 0.0) or not (corroboration_weight >= 1.0)
+                or not isfinite(corroboration_weight)
                 or not (0.0 < smoothing <= 1.0) or detector not in (0, 1, 2) or not (cusum_k > 0.0)
                 or not isfinite(cusum_offset) or cusum_variance not in (0, 1)):
             raise ValueError("invalid meter configuration (validate through MeterParams)")
@@ -859,7 +863,7 @@ cdef class MeterConfig:
             transform=transform, common_mode=common_mode, min_groups=min_groups,
             family_correction=family_correction, pattern_bonus=pattern_bonus, smoothing=smoothing,
             detector=detector, cusum_k=cusum_k, cusum_offset=cusum_offset, cusum_variance=cusum_variance,
-            corroboration_bonus=corroboration_bonus)
+            corroboration_bonus=corroboration_bonus, corroboration_weight=corroboration_weight)
         self.cfg.cusum_variance = cusum_variance
         self.cfg.detector = detector
         self.cfg.cusum_k = cusum_k
@@ -874,6 +878,7 @@ cdef class MeterConfig:
         self.cfg.family_correction = family_correction
         self.cfg.pattern_bonus = pattern_bonus
         self.cfg.corroboration_bonus = corroboration_bonus
+        self.cfg.corroboration_weight = corroboration_weight
         self.cfg.score_threshold = score_threshold
         self.cfg.tick_ns = tick_ns
         self.cfg.alpha = <float>alpha
@@ -1049,7 +1054,8 @@ cdef class MeterCore:
         already closed: the open tick) while its tick is inside the window.
         ``sources`` (or None: all 0) says what each match is: 0 a pattern
         match (``pattern_bonus`` bits), 1 a corroboration
-        (``corroboration_bonus`` bits). Ignored when both bonuses are 0.
+        (``corroboration_bonus`` bits, ``corroboration_weight``). Ignored
+        when neither can change anything.
         """
         cdef Py_ssize_t j, n = ticks.shape[0], top = -1
         cdef int64_t k
@@ -1058,7 +1064,8 @@ cdef class MeterCore:
             raise ValueError(f"ticks and nodes differ in length ({n} != {nodes.shape[0]})")
         if sources is not None and sources.shape[0] != n:
             raise ValueError(f"ticks and sources differ in length ({n} != {sources.shape[0]})")
-        if (self.config.cfg.pattern_bonus <= 0.0 and self.config.cfg.corroboration_bonus <= 0.0) or n == 0:
+        if n == 0 or (self.config.cfg.pattern_bonus <= 0.0 and self.config.cfg.corroboration_bonus <= 0.0
+                      and self.config.cfg.corroboration_weight == 1.0):
             return
         for j in range(n):
             if nodes[j] < 0 or nodes[j] >= self.max_nodes:
@@ -1289,8 +1296,9 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
     meter, without state tracking. ``evidence`` and ``corroboration`` (same
     shape, or None) hold the TETH pattern and corroboration matches
     completed at each (tick, node); a node's matches in the window add
-    ``pattern_bonus`` / ``corroboration_bonus`` bits each, as
-    ``MeterCore.add_matches`` does.
+    ``pattern_bonus`` / ``corroboration_bonus`` bits each, and a hot node
+    with a corroboration in the window counts ``corroboration_weight``
+    times its weight, as with ``MeterCore.add_matches``.
     """
     cdef Py_ssize_t T = activity.shape[0], N = activity.shape[1], t, i, n_out = 0
     cdef meter_state_t st
@@ -1310,7 +1318,8 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
     if T and N:
         if evidence is not None and config.cfg.pattern_bonus > 0.0:
             ev = &evidence[0, 0]
-        if corroboration is not None and config.cfg.corroboration_bonus > 0.0:
+        if corroboration is not None and (config.cfg.corroboration_bonus > 0.0
+                                          or config.cfg.corroboration_weight != 1.0):
             cv = &corroboration[0, 0]
         use = ev != NULL or cv != NULL
     _fill_over(&ov, config, g)

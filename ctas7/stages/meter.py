@@ -209,6 +209,7 @@ LIMITS: dict[str, tuple[type, float, float]] = {
     "family_correction": (float, 0.0, 4.0),
     "pattern_bonus": (float, 0.0, 64.0),
     "corroboration_bonus": (float, 0.0, 64.0),
+    "corroboration_weight": (float, 1.0, 16.0),
     "smoothing": (float, 0.01, 1.0),
     "cusum_k": (float, 0.05, 5.0),
     "cusum_offset": (float, -16.0, 32.0),
@@ -329,6 +330,11 @@ class MeterParams:
         :func:`evaluate_activity`: ``corroboration``). Several stations
         reporting the same intel is far stronger evidence than one node's
         chance sequence, so it has its own weight.
+    corroboration_weight : float
+        A hot node with a corroboration match in the window counts this many
+        times its node weight towards ``min_hot_nodes`` (and in the
+        confidence): two corroborating stations can then make a convergence
+        that needs more nodes hot on activity alone (1: no difference).
     smoothing : float
         EWMA factor of the standardised residual (1: score each tick alone).
     detector : {"surprisal", "cusum", "both"}
@@ -397,6 +403,7 @@ class MeterParams:
     family_correction: float = 0.9
     pattern_bonus: float = 0.0
     corroboration_bonus: float = 0.0
+    corroboration_weight: float = 1.0
     smoothing: float = 0.461
     detector: str = "both"
     cusum_k: float = 1.46
@@ -517,6 +524,7 @@ def _compile(params: MeterParams) -> "_meter.MeterConfig":
         family_correction=params.family_correction,
         pattern_bonus=params.pattern_bonus,
         corroboration_bonus=params.corroboration_bonus,
+        corroboration_weight=params.corroboration_weight,
         smoothing=params.smoothing,
         detector=CHOICES["detector"].index(params.detector),
         cusum_k=params.cusum_k,
@@ -585,6 +593,7 @@ PARAM_SPACE: dict[str, ParamRange] = {
     "cusum_variance": ParamRange("int", 0, 1, doc="also a CUSUM of z^2"),
     "pattern_bonus": ParamRange("float", 0.0, 16.0, doc="bits per TETH match in the window"),
     "corroboration_bonus": ParamRange("float", 0.0, 32.0, doc="bits per corroboration in the window"),
+    "corroboration_weight": ParamRange("float", 1.0, 3.0, doc="window weight of a corroborated hot node"),
     "node_weights": ParamRange("float", 0.5, 2.0, per_node=True),
     "node_thresholds": ParamRange("float", 4.0, 20.0, per_node=True, doc="override for 1 node in 4"),
 }
@@ -833,7 +842,8 @@ class Meter(Stage):
         if matches is not None:
             if not isinstance(matches, np.ndarray) or matches.dtype != MATCH_DTYPE or matches.ndim != 1:
                 raise TypeError(f"meter: frame.matches must be a 1-d MATCH_DTYPE array or None, got {matches!r:.80}")
-        if matches is not None and matches.shape[0] and (self._p.pattern_bonus > 0 or self._p.corroboration_bonus > 0):
+        if matches is not None and matches.shape[0] and (self._p.pattern_bonus > 0 or self._p.corroboration_bonus > 0
+                                                         or self._p.corroboration_weight != 1.0):
             # Before the events, so the ticks this batch closes see them.
             order = np.argsort(matches["ts"], kind="stable")
             m = matches[order]
@@ -1253,9 +1263,12 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
                 age[i] += 1
         x2, x1 = x1.copy(), x.copy()
         _ref_ewma(mean, var, count, upd, p.alpha, p.outlier_sigma, p.min_samples)
-        total = sum(w[i] for i in members)
-        pos = sum(w[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] >= 0)
-        neg = sum(w[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] <= 0)
+        wt = w
+        if ct is not None and p.corroboration_weight != 1.0:
+            wt = np.where(ct[lo_m : t + 1].sum(axis=0) > 0, w * p.corroboration_weight, w)
+        total = sum(wt[i] for i in members)
+        pos = sum(wt[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] >= 0)
+        neg = sum(wt[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] <= 0)
         up = pos >= neg
         conf = (pos if up else neg) / total if total > 0 else 0.0
         n_groups = len({int(g[i]) for i in members if hot_dir[i] * (1 if up else -1) >= 0})
