@@ -73,7 +73,8 @@ class SearchRun:
 
     def time_evaluate_only(self):
         for case in self.inc + self.null:
-            evaluate_activity(case.activity, case.groups, self.config, evidence=case.evidence)
+            evaluate_activity(case.activity, case.groups, self.config, evidence=case.evidence,
+                              corroboration=case.corroboration)
 
     def track_evaluations_per_run(self):
         return len(self.inc) + len(self.null)
