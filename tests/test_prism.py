@@ -64,6 +64,18 @@ def matches(rows):
 # ---------------------------------------------------------------------------
 
 
+def test_a_node_hot_on_evidence_alone_is_reported_as_such():
+    # The meter gives such a node direction 0: neither above nor below.
+    c = conv(nodes=(3, 7, 9), groups=(0, 1, 1), scores=(12.0, 14.0, 2.5), directions=(1, 1, 0))
+    (r,) = Prism(lead_nodes=3).process(Frame(events=batch(), convergences=[c])).reports
+    assert [(n.node, n.direction) for n in r.nodes] == [(7, 1), (3, 1), (9, 0)]
+    assert "9 (group 1, 2.5 bits, hot on TETH evidence)" in r.recommendation
+    assert "7 (group 1, 14.0 bits above baseline)" in r.recommendation
+    cells = [[c.strip() for c in line.split("│")[2:-2]] for line in render(r).splitlines() if line.count("│") == 10]
+    assert [row[:5] for row in cells] == [["1", "7", "1", "14.0", "+"], ["2", "3", "0", "12.0", "+"],
+                                          ["3", "9", "1", "2.5", "="]]  # rank, node, group, bits, direction
+
+
 def test_report_window_counts_and_ranking():
     c = conv(nodes=(3, 7, 9, 1), groups=(0, 1, 1, 0), scores=(12.0, 14.2, 12.0, 5.0), directions=(1, 1, -1, 1),
              first_hot=(2 * S - 5 * MS, 2 * S - 15 * MS, 2 * S - 10 * MS, 2 * S))

@@ -80,7 +80,8 @@ class NodeEvidence(NamedTuple):
     score : float
         Score in bits at firing.
     direction : int
-        +1 above baseline, -1 below.
+        +1 above baseline, -1 below, 0 hot on TETH evidence alone (no
+        direction of its own).
     first_hot_ts : int
         When the node became hot (event time, ns).
     batch_events : int
@@ -294,7 +295,7 @@ class Report:
                 str(n.node),
                 str(n.group),
                 f"{n.score:.1f}",
-                "+" if n.direction > 0 else "-",
+                _DIRECTION_MARK[_sign(n.direction)],
                 f"+{_fmt_ns(n.first_hot_ts - self.window_start_ts)}",
                 str(n.batch_events),
             )
@@ -350,6 +351,15 @@ def load_reports(path) -> list:
 # ---------------------------------------------------------------------------
 # Text
 # ---------------------------------------------------------------------------
+
+
+_DIRECTION_MARK = {1: "+", -1: "-", 0: "="}
+_DIRECTION_TEXT = {1: "{score:.1f} bits above baseline", -1: "{score:.1f} bits below baseline",
+                   0: "{score:.1f} bits, hot on TETH evidence"}
+
+
+def _sign(d) -> int:
+    return (int(d) > 0) - (int(d) < 0)
 
 
 def _fmt_ns(ns: int) -> str:
@@ -439,7 +449,7 @@ def recommend(nodes, groups, confidence, window_ns, pattern_matches, batch_patte
     )
     if k:
         shown = [
-            f"{n.node} (group {n.group}, {n.score:.1f} bits {'above' if n.direction > 0 else 'below'} baseline)"
+            f"{n.node} (group {n.group}, {_DIRECTION_TEXT[_sign(n.direction)].format(score=n.score)})"
             for n in nodes[:lead]
         ]
         more = f" and {k - lead} more" if k > lead else ""
@@ -580,7 +590,7 @@ class Prism(Stage):
                 node=int(c.nodes[i]),
                 group=int(c.groups[i]),
                 score=float(c.scores[i]),
-                direction=1 if c.directions[i] > 0 else -1,
+                direction=_sign(c.directions[i]),
                 first_hot_ts=int(c.first_hot_ts[i]),
                 batch_events=counts[i],
             )
