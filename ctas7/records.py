@@ -54,7 +54,7 @@ class Convergence:
     scores : tuple of float
         Each node's score in bits at firing.
     directions : tuple of int
-        +1 for activity above baseline, -1 below.
+        +1 for activity above baseline, -1 below, 0 hot on TETH evidence alone.
     weighted_count : float
         Weighted count of distinct hot nodes in the window.
     confidence : float

@@ -54,8 +54,11 @@ For each closed tick and node, in this order:
    inverse of the score, so no transcendental function runs per node and
    tick. In the streaming :class:`Meter` each TETH match (``frame.matches``)
    adds ``pattern_bonus`` bits to its node's score while the match's tick is
-   inside the window (DESIGN 4.1: matches raise the evidence of their node);
-   a match whose tick is already closed counts from the open tick.
+   inside the window (DESIGN 4.1: matches raise the evidence of their node),
+   each corroboration match (``pattern >= CORROBORATION_BASE``, from
+   :class:`~ctas7.stages.corroborate.Corroborate`) ``corroboration_bonus``
+   bits; a match whose tick is already closed counts from the open tick. A
+   tick raw-hot only through this evidence has direction 0 (neutral).
    **CUSUM** (``detector="cusum"`` or ``"both"``; default ``"surprisal"``):
    each warm node also keeps Page's one-sided CUSUMs of the raw (unsmoothed)
    standardised residual ``z = d / sqrt(var_eff)``:
@@ -79,7 +82,7 @@ For each closed tick and node, in this order:
    ``persistence_n`` ticks were raw-hot.
 3. **State** (streaming :class:`Meter` only; states never change alarms).
    A candidate is chosen by the first rule that holds: warm-up -> CALM;
-   hot -> HIGH (direction of its last raw-hot tick > 0) or LOW;
+   hot -> LOW (direction of its last raw-hot tick < 0) or HIGH;
    raw-hot or score >= threshold / 2 -> INVESTIGATING; activity strictly
    rising over the last 3 ticks -> INCREASING; strictly falling ->
    REDUCING; otherwise CALM. The node moves to the candidate at once if the
@@ -95,16 +98,19 @@ evaluated. The *window set* holds every node hot at some tick of the window;
 a node that enters it gets ``first_hot`` = this tick (it keeps it while it
 stays in the set). With node weights ``w`` (``node_weights``, default 1):
 
+* a node with a corroboration match in the window weighs
+  ``corroboration_weight`` times ``w_i``;
 * ``weighted_count = sum(w_i)`` over the window set;
 * each node's direction is that of its last raw-hot tick; its decayed
   weight is ``w_i * 2 ** (-(t - first_hot_i) / confidence_half_life)``;
 * ``confidence = max(up, down) / weighted_count`` with ``up`` / ``down`` the
-  decayed weights of the nodes going up / down, in [0, 1]: 1 when every
+  decayed weights of the nodes going up / down (a neutral node counts in
+  both), in [0, 1]: 1 when every
   node agrees on the direction and became hot this tick; it falls with
   disagreement and with the age of the members (nodes lighting up at
   different times agree less);
-* the nodes of the dominant direction (up on a tie) must span at least
-  ``min_groups`` distinct groups.
+* the nodes of the dominant direction (up on a tie), neutral ones included,
+  must span at least ``min_groups`` distinct groups.
 
 DESIGN 4.2 asks for "agreement of the hot nodes on direction and group".
 *Group* is read as corroboration: independent sources (groups are source
