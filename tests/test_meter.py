@@ -36,7 +36,8 @@ from ctas7.stages.meter import (
 RAW = dict(transform="none", common_mode="none", smoothing=1.0, min_groups=1, family_correction=0.0,
            lookback_ticks=32.0, min_samples=10, outlier_sigma=4.0, score_threshold=10.0, min_hot_nodes=3.0,
            convergence_threshold=0.8, window_ticks=10, persistence_m=1, persistence_n=1,
-           confidence_half_life=8.0, pattern_bonus=2.0, detector="surprisal")
+           confidence_half_life=8.0, pattern_bonus=2.0, detector="surprisal", corroboration_weight=1.0,
+           refire_new_nodes=0)
 
 
 def RawParams(**kw):
@@ -753,7 +754,8 @@ def test_evidence_cython_matches_reference_and_stream(seed, n_nodes, n_ticks):
     rng = np.random.default_rng(seed ^ 0x5EED)
     p = p.replace(pattern_bonus=float(rng.choice([0.0, 0.5, 3.0, 8.0, 16.0])),
                   corroboration_bonus=float(rng.choice([0.0, 2.0, 9.0, 24.0])),
-                  corroboration_weight=float(rng.choice([1.0, 1.5, 2.0])))
+                  corroboration_weight=float(rng.choice([1.0, 1.5, 2.0])),
+                  refire_new_nodes=int(rng.integers(0, 2)))
     ev = (rng.random(a.shape) < rng.uniform(0.0, 0.2)) * rng.integers(1, 4, size=a.shape)
     ev = ev.astype(np.float32)
     cor = ((rng.random(a.shape) < rng.uniform(0.0, 0.1)) * rng.integers(1, 3, size=a.shape)).astype(np.uint32)
@@ -791,6 +793,28 @@ def test_corroboration_weight_lets_two_corroborated_nodes_converge():
     assert alarms == [50]
     with pytest.raises(ValueError, match="corroboration_weight"):
         p.replace(corroboration_weight=0.5)
+
+
+def test_refire_new_nodes_fires_for_a_second_quorum_not_for_a_long_burst():
+    # Nodes 0-2 burst from tick 40 to 70; nodes 3-5 from tick 50, while the
+    # first convergence is still on. One rising edge: one alarm; with
+    # refire_new_nodes a second at the second quorum. A long burst on the
+    # same nodes never refires.
+    rng = np.random.default_rng(6)
+    a = rng.poisson(20.0, size=(90, 8)).astype(np.float32)
+    a[40:70, 0:3] += 80.0
+    a[50:65, 3:6] += 80.0
+    p = RawParams(min_samples=10, window_ticks=5, min_hot_nodes=3, lookback_ticks=1e6, convergence_threshold=0.5,
+                  confidence_half_life=1e6)
+    once = evaluate_activity(a, None, p).tolist()
+    twice = evaluate_activity(a, None, p.replace(refire_new_nodes=1)).tolist()
+    assert once == [40] and twice == [40, 50]
+    for q in (p, p.replace(refire_new_nodes=1)):
+        assert reference_evaluate(a, None, q).alarms == evaluate_activity(a, None, q).tolist()
+        assert run_steps_with_matches(a, None, q, np.zeros(a.shape))[0] == evaluate_activity(a, None, q).tolist()
+    b = a.copy()
+    b[50:65, 3:6] -= 80.0
+    assert evaluate_activity(b, None, p.replace(refire_new_nodes=1)).tolist() == [40]
 
 
 def test_evidence_hot_nodes_are_neutral_on_direction():

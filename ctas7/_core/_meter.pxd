@@ -116,6 +116,7 @@ ctypedef struct meter_cfg_t:
     double pattern_bonus      # bits per TETH pattern match in the window
     double corroboration_bonus  # bits per corroboration match in the window
     double corroboration_weight  # window weight factor of a node with a corroboration in the window
+    int refire_new_nodes  # 1: while converged, fire again when nodes outside the last firing reach the quorum
     double score_threshold    # bits (before the family correction)
     double smoothing          # EWMA factor of the standardised residual (1: none)
     double smooth_norm        # 1 / sd of the smoothed residual under the null
@@ -162,6 +163,7 @@ ctypedef struct meter_state_t:
     int64_t* first_hot
     int8_t* hot_dir
     uint8_t* hot
+    uint8_t* fmark        # 1: member of the last firing (refire_new_nodes)
     float* hot_z
     float* last_z
     # state machine (streaming)

@@ -45,6 +45,7 @@ class MeterConfig:
         cusum_variance: int = ...,
         corroboration_bonus: float = ...,
         corroboration_weight: float = ...,
+        refire_new_nodes: int = ...,
     ) -> None: ...
     @property
     def z_threshold(self) -> float: ...

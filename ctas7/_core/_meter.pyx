@@ -222,7 +222,7 @@ cdef void _state_zero(meter_state_t* st) noexcept nogil:
 cdef void _state_free(meter_state_t* st) noexcept nogil:
     free(st.mean); free(st.var); free(st.count); free(st.acc)
     free(st.hist); free(st.last_hot); free(st.first_hot); free(st.hot_dir)
-    free(st.hot); free(st.hot_z); free(st.last_z)
+    free(st.hot); free(st.hot_z); free(st.last_z); free(st.fmark)
     free(st.state); free(st.state_age); free(st.x1); free(st.x2)
     free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
     free(st.thrbits); free(st.cm_buf); free(st.cm_fac); free(st.cm_gcount); free(st.cm_gstart)
@@ -268,6 +268,7 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.last_hot, sizeof(int64_t), cap)
             or _realloc(<void**>&st.first_hot, sizeof(int64_t), cap)
             or _realloc(<void**>&st.hot_dir, sizeof(int8_t), cap)
+            or _realloc(<void**>&st.fmark, sizeof(uint8_t), cap)
             or _realloc(<void**>&st.z2thr, sizeof(double), cap)
             or _realloc(<void**>&st.z2inv, sizeof(double), cap)
             or _realloc(<void**>&st.weight, sizeof(double), cap)
@@ -332,6 +333,7 @@ cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over
         st.last_hot[i] = -(1LL << 62)
         st.first_hot[i] = -(1LL << 62)
         st.hot_dir[i] = 0
+        st.fmark[i] = 0
         st.z2thr[i] = cfg.z2_hot
         st.z2inv[i] = cfg.z2_investigate
         st.thrbits[i] = cfg.score_threshold
@@ -569,7 +571,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef int64_t lo = t - cfg.window_ticks + 1
     cdef int64_t age
     cdef float x
-    cdef double z2, zz, w, dec, total, pos, neg, conf, bonus
+    cdef double z2, zz, w, dec, total, pos, neg, conf, bonus, fresh
     # Locals: extensions build with -fno-strict-aliasing, so every store
     # would otherwise reload these pointers from the state struct.
     cdef const uint8_t* flags = st.flags
@@ -754,6 +756,22 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     converged = (st.n_active > 0 and total >= cfg.min_hot_nodes - 1e-9
                  and conf >= cfg.convergence_threshold - 1e-12 and n_dom >= cfg.min_groups)
     fired = converged and not st.prev_converged
+    if converged and not fired and cfg.refire_new_nodes:
+        # A second quorum of nodes that took no part in the last firing (an
+        # incident elsewhere while the first is still on) fires again.
+        fresh = 0.0
+        for j in range(st.n_active):
+            i = st.active[j]
+            if not st.fmark[i]:
+                w = st.weight[i]
+                if cw != 1.0 and st.use_mwin and st.cwin[i]:
+                    w *= cw
+                fresh += w
+        fired = fresh >= cfg.min_hot_nodes - 1e-9
+    if fired and cfg.refire_new_nodes:
+        memset(st.fmark, 0, sizeof(uint8_t) * n)
+        for j in range(st.n_active):
+            st.fmark[st.active[j]] = 1
     st.prev_converged = converged
     st.last_count = total
     st.last_confidence = conf
@@ -842,13 +860,14 @@ cdef class MeterConfig:
                  node_thresholds=(), node_weights=(), int transform=0, int common_mode=0,
                  uint32_t min_groups=1, double family_correction=0.0, double pattern_bonus=0.0,
                  double smoothing=1.0, int detector=0, double cusum_k=0.5, double cusum_offset=0.0,
-                 int cusum_variance=0, double corroboration_bonus=0.0, double corroboration_weight=1.0):
+                 int cusum_variance=0, double corroboration_bonus=0.0, double corroboration_weight=1.0,
+                 int refire_new_nodes=0):
         cdef int a
         if (tick_ns < 1 or window_ticks < 1 or not (0 < persistence_m <= persistence_n <= 32)
                 or transform not in (0, 1) or common_mode not in (0, 1, 2) or min_groups < 1
                 or not (family_correction >= 0.0) or not (pattern_bonus >= 0.0)
                 or not (corroboration_bonus >= 0.0) or not (corroboration_weight >= 1.0)
-                or not isfinite(corroboration_weight)
+                or not isfinite(corroboration_weight) or refire_new_nodes not in (0, 1)
                 or not (0.0 < smoothing <= 1.0) or detector not in (0, 1, 2) or not (cusum_k > 0.0)
                 or not isfinite(cusum_offset) or cusum_variance not in (0, 1)):
             raise ValueError("invalid meter configuration (validate through MeterParams)")
@@ -863,7 +882,8 @@ cdef class MeterConfig:
             transform=transform, common_mode=common_mode, min_groups=min_groups,
             family_correction=family_correction, pattern_bonus=pattern_bonus, smoothing=smoothing,
             detector=detector, cusum_k=cusum_k, cusum_offset=cusum_offset, cusum_variance=cusum_variance,
-            corroboration_bonus=corroboration_bonus, corroboration_weight=corroboration_weight)
+            corroboration_bonus=corroboration_bonus, corroboration_weight=corroboration_weight,
+            refire_new_nodes=refire_new_nodes)
         self.cfg.cusum_variance = cusum_variance
         self.cfg.detector = detector
         self.cfg.cusum_k = cusum_k
@@ -879,6 +899,7 @@ cdef class MeterConfig:
         self.cfg.pattern_bonus = pattern_bonus
         self.cfg.corroboration_bonus = corroboration_bonus
         self.cfg.corroboration_weight = corroboration_weight
+        self.cfg.refire_new_nodes = refire_new_nodes
         self.cfg.score_threshold = score_threshold
         self.cfg.tick_ns = tick_ns
         self.cfg.alpha = <float>alpha
@@ -966,7 +987,7 @@ _STATE_ARRAYS = (
     ("mean", np.float32), ("var", np.float32), ("count", np.uint32), ("acc", np.float32),
     ("hist", np.uint32), ("last_hot", np.int64), ("first_hot", np.int64), ("hot_dir", np.int8),
     ("hot", np.uint8), ("hot_z", np.float32), ("last_z", np.float32), ("state", np.uint8),
-    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32), ("cwin", np.uint32),
+    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32), ("cwin", np.uint32), ("fmark", np.uint8),
     ("zsm", np.float32), ("cup", np.float32), ("cdn", np.float32), ("cvr", np.float32),
 )
 
@@ -1140,6 +1161,7 @@ cdef class MeterCore:
         if name == "x2": return self.st.x2
         if name == "mwin": return self.st.mwin
         if name == "cwin": return self.st.cwin
+        if name == "fmark": return self.st.fmark
         if name == "zsm": return self.st.zsm
         if name == "cup": return self.st.cup
         if name == "cdn": return self.st.cdn
