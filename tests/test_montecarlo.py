@@ -222,15 +222,19 @@ def test_cli_caps_cores_with_one_line_and_writes_outputs(tmp_path, capsys):
     cols, rows = mc.read_results(out / mc.RESULTS_FILE)
     assert [r["run_id"] for r in rows] == [0, 1, 2, 3]
     assert "score" in cols and "p_score_threshold" in cols
-    assert len(mc.read_results(out / mc.VALIDATION_FILE)[1]) == 3
+    validated = mc.read_results(out / mc.VALIDATION_FILE)[1]
+    start_id = 4 + 3 * 9 * 12  # after the refinement ids (3 rounds of up to 8 + 1 parents x 12)
+    assert len(validated) in (3, 4) and start_id in [v["run_id"] for v in validated]
+    assert summary["start"]["run_id"] == start_id
     assert json.loads((out / mc.SUMMARY_FILE).read_text())["best"]["run_id"] == summary["best"]["run_id"]
     from ctas7.stages.meter import MeterParams
 
     best = MeterParams.from_file(out / mc.BEST_FILE)
     assert best == MeterParams.from_dict(summary["best"]["params"])
     refined = {r["run_id"] for r in mc.read_results(out / mc.REFINED_FILE)[1]}
-    # round 0 has only the 4 search points as parents, later rounds 8
-    assert len(refined) == summary["refined_points"] == (4 + 8 + 8) * 12 and min(refined) == 4
+    # round 0 has the 4 search points and the incumbent as parents, later rounds 8 (+ the incumbent)
+    assert len(refined) == summary["refined_points"] + 1 and start_id in refined and min(refined) == 4
+    assert (4 + 1 + 8 + 8) * 12 <= summary["refined_points"] <= (4 + 1 + 9 + 9) * 12
     if summary["best"]["run_id"] < 4:
         assert best == mc.sample_params(5, summary["best"]["run_id"])
     else:
@@ -393,8 +397,33 @@ def test_perturb_is_a_pure_local_step():
     assert steps(2) < steps(0)
 
 
+def test_the_incumbent_is_scored_refined_and_always_validated(tmp_path):
+    from ctas7.stages.meter import MeterParams
+
+    kw = dict(scenarios=3, seed=5, search_null_runs=2, top_k=1, val_seeds=1, val_null_per_scenario=2, cores=1,
+              refine_rounds=1, refine_top=1, refine_steps=2)
+    start = MeterParams(score_threshold=19.0, min_hot_nodes=5)  # a poor point: never in the top 1
+    res = mc.monte_carlo(4, out=tmp_path / "a", start=start, **kw)
+    start_id = 4 + 1 * 2 * 2
+    rows = {r["run_id"]: r for r in mc.read_results(tmp_path / "a" / mc.REFINED_FILE)[1]}
+    assert set(rows) == {4, 5, 6, 7, start_id}  # the best search point's and the incumbent's perturbations
+    inc = mc.search_row(mc.SearchSpec(5, mc.select_scenarios(3), search_null_runs=2), start_id, params=start)
+    assert float(rows[start_id]["score"]) == pytest.approx(inc["score"])
+    assert [v["run_id"] for v in res.validation][-1] == start_id and res.validation[-1]["start"]
+    assert res.summary["start"]["detected"] == res.validation[-1]["detected"]
+    # From a file, by default the MeterParams defaults, or none at all.
+    start.to_file(tmp_path / "start.json")
+    res_f = mc.monte_carlo(4, out=tmp_path / "b", start=tmp_path / "start.json", **kw)
+    assert res_f.summary["start"] == res.summary["start"]
+    assert mc.monte_carlo(4, start=None, **kw).summary["start"] is None
+    (tmp_path / "bad.json").write_text('{"score_treshold": 3}')
+    with pytest.raises(ValueError, match="score_treshold"):
+        mc.monte_carlo(4, start=tmp_path / "bad.json", **kw)
+
+
 def test_refinement_improves_or_keeps_the_search_best_and_can_be_off(tmp_path):
-    kw = dict(scenarios=3, seed=5, search_null_runs=2, top_k=3, val_seeds=1, val_null_per_scenario=2, cores=1)
+    kw = dict(scenarios=3, seed=5, search_null_runs=2, top_k=3, val_seeds=1, val_null_per_scenario=2, cores=1,
+              start=None)
     off = mc.monte_carlo(6, out=tmp_path / "off", refine_rounds=0, **kw)
     assert off.summary["refined_points"] == 0 and all(v["run_id"] < 6 for v in off.validation)
     on = mc.monte_carlo(6, out=tmp_path / "on", refine_rounds=2, refine_top=2, refine_steps=3, **kw)

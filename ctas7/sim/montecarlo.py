@@ -16,14 +16,18 @@ Wilson 95% bounds needs hundreds of runs, far too many per search point:
 1b. *Local refinement* (``refine_rounds`` rounds, default 3). Random
    sampling lands few points in the good region, so each round takes the
    ``refine_top`` best points so far (search and earlier rounds, by the same
-   ranking) and scores ``refine_steps`` coordinate perturbations of each on
-   the same search set. Perturbation ``j`` of parent ``p`` in round ``r`` is
-   drawn from a generator seeded by ``(seed, r, p, j)`` (:func:`perturb`;
-   the step shrinks by half each round) and gets run id
-   ``runs + r * refine_top * refine_steps + rank * refine_steps + j``, so
-   the whole phase is a pure function of the search table: it is recomputed
-   after a resume, never resumed itself, and its rows go to ``refined.csv``.
-2. *Validation.* The ``top_k`` runs by score are re-evaluated on a held-out
+   ranking) plus the *incumbent* (``start``: by default the current
+   ``MeterParams()`` defaults, scored on the search set first) and scores
+   ``refine_steps`` coordinate perturbations of each on the same search
+   set. Perturbation ``j`` of parent ``p`` in round ``r`` is drawn from a
+   generator seeded by ``(seed, r, p, j)`` (:func:`perturb`; the step
+   shrinks by half each round) and gets run id
+   ``runs + r * P * refine_steps + rank * refine_steps + j`` with ``P``
+   parents per round (the incumbent is ``runs + refine_rounds * P *
+   refine_steps``), so the whole phase is a pure function of the search
+   table: it is recomputed after a resume, never resumed itself, and its
+   rows go to ``refined.csv``.
+2. *Validation.* The ``top_k`` runs by score, and the incumbent, are re-evaluated on a held-out
    set (``val_seeds`` fresh seeds x every scenario, incident and null, with
    seeds disjoint from the search). The chosen point maximises the detection
    lower bound subject to a false-alarm upper bound at or below
@@ -1109,6 +1113,7 @@ def monte_carlo(
     refine_top: int = 8,
     refine_steps: int = 12,
     playbooks: bool = True,
+    start="defaults",
 ) -> MonteCarloResult:
     """Seeded random search over the meter's parameters, then validation.
 
@@ -1157,6 +1162,13 @@ def monte_carlo(
     refine_rounds, refine_top, refine_steps : int
         Local refinement (phase 1b): rounds, parents per round, and
         perturbations per parent (``refine_rounds=0`` turns it off).
+    start : "defaults", MeterParams, dict, path or None
+        The incumbent: parameters scored beside the random draws (run id
+        ``runs + refine_rounds * (refine_top + 1) * refine_steps``, written
+        with the refined points), ranked with them, a refinement parent in
+        every round and always validated, so the search starts from it and
+        reports whether it beat it. Default: the current ``MeterParams()``;
+        None: none.
     playbooks : bool
         Score TETH pattern evidence of each scenario's playbook along with
         the activity (see the module docstring); False: activity only.
@@ -1183,6 +1195,12 @@ def monte_carlo(
         raise ValueError("top_k and val_seeds must be >= 1, null-run counts >= 0")
     if refine_rounds < 0 or refine_top < 1 or refine_steps < 1:
         raise ValueError("refine_rounds must be >= 0, refine_top and refine_steps >= 1")
+    from ctas7.stages.meter import MeterParams
+
+    if isinstance(start, str) and start == "defaults":
+        start = MeterParams()
+    elif start is not None and not isinstance(start, MeterParams):
+        start = MeterParams.from_dict(start) if isinstance(start, dict) else MeterParams.from_file(start)
     names = select_scenarios(scenarios)
     from ctas7.sim.scenarios import SCENARIOS
 
@@ -1235,19 +1253,28 @@ def monte_carlo(
             os.replace(tmp, res_path)
             write_parquet(rows, columns, out / RESULTS_PARQUET)
 
-        # Phase 1b: local refinement around the best points so far.
+        # Phase 1b: local refinement around the best points so far (the
+        # incumbent among them).
         t_ref = time.perf_counter()
         point = {}  # run id -> MeterParams, for every refined point
         refined: list = []
         n_workers = max(1, workers or 2)
+        parents = refine_top + (start is not None)
+        start_id = runs + refine_rounds * parents * refine_steps
+        if start is not None:
+            point[start_id] = start
+            for _, part in ex.submit_all(_refine_chunk, [(spec, [(start_id, start)])]):
+                refined.extend(part)
         for rnd in range(refine_rounds):
             pool = sorted(rows + refined, key=_rank_key)[:refine_top]
+            if start is not None and all(r["run_id"] != start_id for r in pool):
+                pool.append(refined[0])  # the incumbent is always a parent
             items = []
             for rank, parent in enumerate(pool):
                 pid = parent["run_id"]
                 base = point[pid] if pid in point else spec.params(pid)
                 for j in range(refine_steps):
-                    rid = runs + (rnd * refine_top + rank) * refine_steps + j
+                    rid = runs + (rnd * parents + rank) * refine_steps + j
                     point[rid] = perturb(base, spec.seed, rnd, pid, j)
                     items.append((rid, point[rid]))
             got = []
@@ -1258,10 +1285,13 @@ def monte_carlo(
         if out is not None:
             rcols = columns if refined and set(refined[0]) == set(columns) else (list(refined[0]) if refined else columns)
             (out / REFINED_FILE).write_text(_rows_to_csv(refined, rcols, header=True) if refined else "")
+        n_refined = len(refined) - (start is not None)
 
         # Phase 2: validate the top-K on held-out seeds, one task per seed.
         t1 = time.perf_counter()
         top = [r["run_id"] for r in sorted(rows + refined, key=_rank_key)[:top_k]]
+        if start is not None and start_id not in top:
+            top.append(start_id)
         top_items = [(i, point[i] if i in point else spec.params(i)) for i in top]
         parts: list = [None] * spec.val_seeds
         with progress_bar(progress, spec.val_seeds, "Validating top candidates", unit="shards") as adv2:
@@ -1278,7 +1308,8 @@ def monte_carlo(
     by_id = {r["run_id"]: r for r in rows + refined}
     validation = []
     for rank, i in enumerate(top):
-        v = {"run_id": i, "search_rank": rank, "search_score": by_id[i]["score"], "refined": i >= runs}
+        v = {"run_id": i, "search_rank": rank, "search_score": by_id[i]["score"], "refined": i >= runs,
+             "start": start is not None and i == start_id}
         v.update(summarize(totals[i]))
         validation.append(v)
     best, fa_ok = select_best(validation)
@@ -1304,7 +1335,7 @@ def monte_carlo(
         "evaluations_search": runs * (len(names) + spec.search_null_runs),
         "search_seconds": search_s,
         "refine_seconds": refine_s,
-        "refined_points": len(refined),
+        "refined_points": n_refined,
         "refine": {"rounds": refine_rounds, "top": refine_top, "steps": refine_steps},
         "validation_seconds": validate_s,
         "runs_resumed": len(done),
@@ -1316,6 +1347,8 @@ def monte_carlo(
         "detection_target_met": bool(det_ok),
         "verdict": verdict,
         "best": {**best, "params": params.to_dict()},
+        "start": next(({k: v[k] for k in ("run_id", "detected", "incidents", "detection_lo", "null_alarm_runs",
+                                           "null_runs", "false_alarm_hi")} for v in validation if v["start"]), None),
     }
     if out is not None:
         vcols = list(validation[0].keys())
@@ -1368,6 +1401,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local refinement rounds around the best points (default 3; 0: off)")
     parser.add_argument("--refine-top", type=int, default=8, help="parents per refinement round (default 8)")
     parser.add_argument("--refine-steps", type=int, default=12, help="perturbations per parent (default 12)")
+    parser.add_argument("--start", default="defaults", metavar="FILE|defaults|none",
+                        help="incumbent parameters, scored and validated beside the search (default: the "
+                             "MeterParams defaults; none: no incumbent)")
     parser.add_argument("--no-playbooks", dest="playbooks", action="store_false",
                         help="score activity only (no TETH evidence: scenario playbook patterns and corroboration)")
     parser.add_argument("--chunk-size", type=int, default=None, help="runs per task (default: automatic)")
@@ -1397,6 +1433,10 @@ def _print_summary(summary: dict, validation: list) -> None:
                   f"in {summary['search_seconds']:.1f} s on {summary['executor']}; "
                   f"{summary['refined_points']} refined points in {summary['refine_seconds']:.1f} s; "
                   f"validation {summary['validation_seconds']:.1f} s")
+    if summary.get("start"):
+        s = summary["start"]
+        console.print(f"incumbent (--start, run {s['run_id']}): {s['detected']}/{s['incidents']} detected, "
+                      f"{s['null_alarm_runs']}/{s['null_runs']} null runs alarmed")
     console.print(("[green]" if summary["targets_met"] else "[bold red]") + summary["verdict"])
     console.print("* = chosen: the largest detection lower bound with a false-alarm upper bound <= "
                   f"{FALSE_ALARM_TARGET} (else the smallest false-alarm upper bound)")
@@ -1421,7 +1461,7 @@ def run(args) -> int:
             chunk_size=args.chunk_size, progress=progress, stop_after_chunks=args.stop_after_chunks,
             say=say, connect_timeout=args.connect_timeout, per_node_params=args.per_node_params,
             refine_rounds=args.refine_rounds, refine_top=args.refine_top, refine_steps=args.refine_steps,
-            playbooks=args.playbooks,
+            playbooks=args.playbooks, start=None if args.start == "none" else args.start,
         )
     except (ValueError, ConnectionError, RuntimeError, OSError) as exc:
         print(f"ctas7-intel hft-monte-carlo: error: {exc}", file=sys.stderr)
