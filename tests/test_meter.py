@@ -817,6 +817,28 @@ def test_refire_new_nodes_fires_for_a_second_quorum_not_for_a_long_burst():
     assert evaluate_activity(b, None, p.replace(refire_new_nodes=1)).tolist() == [40]
 
 
+def test_refire_on_new_corroboration_of_converged_nodes():
+    # Nodes 0-2 burst from tick 40 (one convergence). A corroboration on
+    # nodes 0 and 1 at tick 46, while it lasts, is new intel: with refire_new_nodes it
+    # fires again (2 nodes x weight 2 >= 3), without it does not; the same
+    # corroboration before the first firing changes nothing later.
+    rng = np.random.default_rng(6)
+    a = rng.poisson(20.0, size=(90, 8)).astype(np.float32)
+    a[40:70, 0:3] += 80.0
+    p = RawParams(min_samples=10, window_ticks=5, min_hot_nodes=3, lookback_ticks=1e6, convergence_threshold=0.5,
+                  confidence_half_life=1e6, corroboration_bonus=4.0, corroboration_weight=2.0)
+    cor = np.zeros(a.shape, np.uint32)
+    cor[46, [0, 1]] = 1
+    early = np.zeros(a.shape, np.uint32)
+    early[38, [0, 1]] = 1
+    for q, c, want in ((p, cor, [40]), (p.replace(refire_new_nodes=1), cor, [40, 46]),
+                       (p.replace(refire_new_nodes=1), early, [40])):
+        got = evaluate_activity(a, None, q, corroboration=c).tolist()
+        assert got == want
+        assert reference_evaluate(a, None, q, corroboration=c).alarms == want
+        assert run_steps_with_matches(a, None, q, np.zeros(a.shape), c)[0] == want
+
+
 def test_evidence_hot_nodes_are_neutral_on_direction():
     # Nodes 0 and 1 jump up; node 2 dips a little (no surprisal of its own
     # worth a hot tick) but is corroborated: it joins the upward convergence

@@ -146,6 +146,7 @@ ctypedef struct meter_state_t:
     Py_ssize_t cap
     int track             # 1: streaming (states, z, snapshots); 0: alarms only
     int64_t n_closed      # ticks closed so far
+    int64_t last_fire     # tick of the last firing (refire_new_nodes)
     int64_t open_tick
     int started
     int prev_converged
@@ -163,7 +164,7 @@ ctypedef struct meter_state_t:
     int64_t* first_hot
     int8_t* hot_dir
     uint8_t* hot
-    uint8_t* fmark        # 1: member of the last firing (refire_new_nodes)
+    uint8_t* fmark        # member of the last firing: 1 on activity, 2 on evidence alone (refire_new_nodes)
     float* hot_z
     float* last_z
     # state machine (streaming)
@@ -195,6 +196,7 @@ ctypedef struct meter_state_t:
     # TETH matches (streaming): per-node count in the window and a tick-sorted queue
     uint32_t* mwin        # pattern matches per node in the window (pattern bonus)
     uint32_t* cwin        # corroboration matches per node in the window (corroboration bonus)
+    int64_t* ctick        # tick of the node's latest corroboration match (refire_new_nodes)
     int use_mwin          # 1: mwin/cwin are allocated and read (streaming, or evaluate_activity with evidence)
     int64_t* mq_tick
     int32_t* mq_node

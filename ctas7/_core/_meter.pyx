@@ -227,7 +227,7 @@ cdef void _state_free(meter_state_t* st) noexcept nogil:
     free(st.z2thr); free(st.z2inv); free(st.weight); free(st.group)
     free(st.thrbits); free(st.cm_buf); free(st.cm_fac); free(st.cm_gcount); free(st.cm_gstart)
     free(st.z2); free(st.zrow); free(st.flags); free(st.busy)
-    free(st.upd); free(st.ybuf); free(st.zsm); free(st.cup); free(st.cdn); free(st.cvr); free(st.hthr); free(st.mwin); free(st.cwin); free(st.mq_tick); free(st.mq_node); free(st.mq_src)
+    free(st.upd); free(st.ybuf); free(st.zsm); free(st.cup); free(st.cdn); free(st.cvr); free(st.hthr); free(st.mwin); free(st.cwin); free(st.ctick); free(st.mq_tick); free(st.mq_node); free(st.mq_src)
     free(st.active); free(st.gpos); free(st.gneg); free(st.gtouched); free(st.gmark)
     free(st.fired_tick); free(st.fired_count); free(st.fired_conf); free(st.fired_off)
     free(st.snap_node); free(st.snap_first); free(st.snap_z); free(st.snap_dir)
@@ -239,6 +239,7 @@ cdef int _state_init(meter_state_t* st, int track, Py_ssize_t n_groups, int use_
     keeps per-node window match counts (always on when tracking)."""
     _state_zero(st)
     st.track = track
+    st.last_fire = -(1LL << 62)
     st.use_mwin = 1 if track else use_mwin
     if n_groups < 1:
         n_groups = 1
@@ -290,7 +291,8 @@ cdef int _state_reserve(meter_state_t* st, Py_ssize_t cap) noexcept nogil:
             or _realloc(<void**>&st.flags, sizeof(uint8_t), cap)):
         return -1
     if st.use_mwin:
-        if _realloc(<void**>&st.mwin, sizeof(uint32_t), cap) or _realloc(<void**>&st.cwin, sizeof(uint32_t), cap):
+        if (_realloc(<void**>&st.mwin, sizeof(uint32_t), cap) or _realloc(<void**>&st.cwin, sizeof(uint32_t), cap)
+                or _realloc(<void**>&st.ctick, sizeof(int64_t), cap)):
             return -1
     if st.track:
         if (_realloc(<void**>&st.acc, sizeof(float), cap)
@@ -347,6 +349,7 @@ cdef int _state_grow(meter_state_t* st, const meter_cfg_t* cfg, const meter_over
         if st.use_mwin:
             st.mwin[i] = 0
             st.cwin[i] = 0
+            st.ctick[i] = -(1LL << 62)
         if st.track:
             st.acc[i] = 0.0
             st.hot[i] = 0
@@ -460,6 +463,7 @@ cdef void _matches_advance(meter_state_t* st, int64_t t, int64_t lo) noexcept no
     while st.mq_in < st.mq_len and st.mq_tick[st.mq_in] <= t:
         if st.mq_src[st.mq_in]:
             st.cwin[st.mq_node[st.mq_in]] += 1
+            st.ctick[st.mq_node[st.mq_in]] = st.mq_tick[st.mq_in]
         else:
             st.mwin[st.mq_node[st.mq_in]] += 1
         st.mq_in += 1
@@ -758,20 +762,26 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     fired = converged and not st.prev_converged
     if converged and not fired and cfg.refire_new_nodes:
         # A second quorum of nodes that took no part in the last firing (an
-        # incident elsewhere while the first is still on) fires again.
+        # incident elsewhere while the first is still on), took part on TETH
+        # evidence alone and now deviate in activity (the intel has
+        # materialised), or have been corroborated since (new intel), fires
+        # again.
         fresh = 0.0
         for j in range(st.n_active):
             i = st.active[j]
-            if not st.fmark[i]:
+            if (st.fmark[i] == 0 or (st.fmark[i] == 2 and st.hot_dir[i] != 0)
+                    or (st.use_mwin and st.ctick[i] > st.last_fire)):
                 w = st.weight[i]
                 if cw != 1.0 and st.use_mwin and st.cwin[i]:
                     w *= cw
                 fresh += w
         fired = fresh >= cfg.min_hot_nodes - 1e-9
     if fired and cfg.refire_new_nodes:
+        st.last_fire = t
         memset(st.fmark, 0, sizeof(uint8_t) * n)
         for j in range(st.n_active):
-            st.fmark[st.active[j]] = 1
+            i = st.active[j]
+            st.fmark[i] = 2 if st.hot_dir[i] == 0 else 1
     st.prev_converged = converged
     st.last_count = total
     st.last_confidence = conf
@@ -987,7 +997,7 @@ _STATE_ARRAYS = (
     ("mean", np.float32), ("var", np.float32), ("count", np.uint32), ("acc", np.float32),
     ("hist", np.uint32), ("last_hot", np.int64), ("first_hot", np.int64), ("hot_dir", np.int8),
     ("hot", np.uint8), ("hot_z", np.float32), ("last_z", np.float32), ("state", np.uint8),
-    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32), ("cwin", np.uint32), ("fmark", np.uint8),
+    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32), ("cwin", np.uint32), ("ctick", np.int64), ("fmark", np.uint8),
     ("zsm", np.float32), ("cup", np.float32), ("cdn", np.float32), ("cvr", np.float32),
 )
 
@@ -1161,6 +1171,7 @@ cdef class MeterCore:
         if name == "x2": return self.st.x2
         if name == "mwin": return self.st.mwin
         if name == "cwin": return self.st.cwin
+        if name == "ctick": return self.st.ctick
         if name == "fmark": return self.st.fmark
         if name == "zsm": return self.st.zsm
         if name == "cup": return self.st.cup
@@ -1231,7 +1242,7 @@ cdef class MeterCore:
         state["scalars"] = (
             int(self.st.n_closed), int(self.st.open_tick), int(self.st.started),
             int(self.st.prev_converged), int(self.st.late_events), int(self.st.skipped_ticks),
-            float(self.st.last_count), float(self.st.last_confidence),
+            float(self.st.last_count), float(self.st.last_confidence), int(self.st.last_fire),
         )
         state["pending"] = self.take_fired_copy()
         state["matches"] = self.pending_matches()
@@ -1264,7 +1275,8 @@ cdef class MeterCore:
         for j in range(active.shape[0]):
             self.st.active[j] = <int32_t>active[j]
         self.st.n_active = active.shape[0]
-        (n_closed, open_tick, started, prev, late, skipped, lc, lconf) = state["scalars"]
+        (n_closed, open_tick, started, prev, late, skipped, lc, lconf, last_fire) = state["scalars"]
+        self.st.last_fire = last_fire
         self.st.n_closed = n_closed
         self.st.open_tick = open_tick
         self.st.started = started
@@ -1370,6 +1382,8 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
                     cur = cv + t * N
                     for i in range(N):
                         st.cwin[i] += cur[i]
+                        if cur[i]:
+                            st.ctick[i] = t
                     if t >= W:
                         old = cv + (t - W) * N
                         for i in range(N):

@@ -345,8 +345,11 @@ class MeterParams:
     refire_new_nodes : int
         1: while converged, fire again as soon as nodes that took no part
         in the last firing make ``min_hot_nodes`` (weighted) by themselves:
-        a second incident elsewhere while the first is still on. 0: one
-        firing per rising edge.
+        a second incident elsewhere while the first is still on. A node
+        that took part hot on TETH evidence alone counts as new once its
+        activity deviates (the warning has materialised), and any node once
+        it has a corroboration newer than the last firing (new intel from
+        several stations). 0: one firing per rising edge.
     smoothing : float
         EWMA factor of the standardised residual (1: score each tick alone).
     detector : {"surprisal", "cusum", "both"}
@@ -1188,7 +1191,9 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     members: list[int] = []
-    last_fired: set[int] = set()
+    last_fired: dict[int, int] = {}  # member of the last firing -> its direction then (0: on evidence alone)
+    last_fire = -(1 << 62)
+    ctick = np.full(N, -(1 << 62), np.int64)  # each node's latest corroboration tick
     prev = False
     tr = ReferenceTrace()
     tr.scores, tr.z = np.zeros((T, N)), np.zeros((T, N))
@@ -1299,10 +1304,15 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
         conv = (bool(members) and total >= p.min_hot_nodes - 1e-9 and conf >= p.convergence_threshold - 1e-12
                 and n_groups >= p.min_groups)
         fire = conv and not prev
+        if ct is not None and (p.corroboration_bonus > 0 or p.corroboration_weight != 1.0):
+            ctick = np.where(ct[t] > 0, t, ctick)
         if conv and prev and p.refire_new_nodes:
-            fire = sum(wt[i] for i in members if i not in last_fired) >= p.min_hot_nodes - 1e-9
+            fresh = [i for i in members
+                     if i not in last_fired or (last_fired[i] == 0 and hot_dir[i] != 0) or ctick[i] > last_fire]
+            fire = sum(wt[i] for i in fresh) >= p.min_hot_nodes - 1e-9
         if fire and p.refire_new_nodes:
-            last_fired = set(members)
+            last_fired = {i: int(hot_dir[i]) for i in members}
+            last_fire = t
         if fire:
             tr.alarms.append(t)
             tr.fired.append((t, total, conf, {i: (first[i], int(hot_dir[i]), float(hot_z[i])) for i in members}))
