@@ -1181,8 +1181,8 @@ def monte_carlo(
     --------
     >>> res = monte_carlo(3, scenarios=2, seed=1, top_k=2, val_seeds=1,
     ...                   val_null_per_scenario=2, search_null_runs=2)
-    >>> [r["run_id"] for r in res.rows], len(res.validation)
-    ([0, 1, 2], 2)
+    >>> [r["run_id"] for r in res.rows], len(res.validation)   # the top 2 and the incumbent
+    ([0, 1, 2], 3)
     >>> res.summary["held_out"]
     {'incident_runs': 2, 'null_runs': 4}
     """
