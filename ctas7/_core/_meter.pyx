@@ -575,7 +575,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef int64_t lo = t - cfg.window_ticks + 1
     cdef int64_t age
     cdef float x
-    cdef double z2, zz, w, dec, total, pos, neg, conf, bonus, fresh
+    cdef double z2, zz, w, dec, total, pos, neg, conf, bonus, ftot, fpos, fneg, fconf, snap_total, snap_conf
     # Locals: extensions build with -fno-strict-aliasing, so every store
     # would otherwise reload these pointers from the state struct.
     cdef const uint8_t* flags = st.flags
@@ -586,7 +586,9 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef ctas7_meter_row_cfg rc
     cdef ctas7_meter_row rw
     cdef uint32_t h, c, n_dom
-    cdef int raw, craw, eraw, hot, converged, fired, dom
+    cdef int raw, craw, eraw, hot, converged, fired, dom, fdom
+    cdef Py_ssize_t n_fresh
+    cdef uint32_t n_fdom
     cdef uint8_t cand, s, fl8
     cdef int32_t g
 
@@ -760,13 +762,19 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     converged = (st.n_active > 0 and total >= cfg.min_hot_nodes - 1e-9
                  and conf >= cfg.convergence_threshold - 1e-12 and n_dom >= cfg.min_groups)
     fired = converged and not st.prev_converged
-    if converged and not fired and cfg.refire_new_nodes:
-        # A second quorum of nodes that took no part in the last firing (an
-        # incident elsewhere while the first is still on), took part on TETH
-        # evidence alone and now deviate in activity (the intel has
-        # materialised), or have been corroborated since (new intel), fires
-        # again.
-        fresh = 0.0
+    snap_total = total
+    snap_conf = conf
+    if not fired and cfg.refire_new_nodes and st.n_active > 0:
+        # The fresh members converge by themselves: nodes that took no part
+        # in the last firing (an incident elsewhere while the first is still
+        # on), took part on TETH evidence alone and now deviate in activity
+        # (the intel has materialised), or have been corroborated since (new
+        # intel). Judged on their own, so stale members neither help nor
+        # dilute the confidence.
+        ftot = 0.0
+        fpos = 0.0
+        fneg = 0.0
+        n_fresh = 0
         for j in range(st.n_active):
             i = st.active[j]
             if (st.fmark[i] == 0 or (st.fmark[i] == 2 and st.hot_dir[i] != 0)
@@ -774,8 +782,38 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
                 w = st.weight[i]
                 if cw != 1.0 and st.use_mwin and st.cwin[i]:
                     w *= cw
-                fresh += w
-        fired = fresh >= cfg.min_hot_nodes - 1e-9
+                ftot += w
+                # Agreement in time counts from the last firing at the most.
+                age = t - (st.first_hot[i] if st.first_hot[i] > st.last_fire else st.last_fire + 1)
+                if age < DECAY_TABLE:
+                    dec = cfg.decay[age]
+                else:
+                    dec = exp2(-<double>age / cfg.half_life)
+                if st.hot_dir[i] >= 0:
+                    fpos += w * dec
+                if st.hot_dir[i] <= 0:
+                    fneg += w * dec
+                st.busy[n_fresh] = <int32_t>i
+                n_fresh += 1
+        fdom = 1 if fpos >= fneg else -1
+        n_fdom = 0
+        if cfg.min_groups > 1:
+            for j in range(n_fresh):
+                g = st.group[st.busy[j]]
+                if st.hot_dir[st.busy[j]] * fdom >= 0 and not st.gmark[g]:
+                    st.gmark[g] = 1
+                    st.gtouched[n_fdom] = g
+                    n_fdom += 1
+            for j in range(n_fdom):
+                st.gmark[st.gtouched[j]] = 0
+        else:
+            n_fdom = 1
+        fconf = (fpos if fdom > 0 else fneg) / ftot if ftot > 0.0 else 0.0
+        fired = (n_fresh > 0 and ftot >= cfg.min_hot_nodes - 1e-9
+                 and fconf >= cfg.convergence_threshold - 1e-12 and n_fdom >= cfg.min_groups)
+        if fired:
+            snap_total = ftot
+            snap_conf = fconf
     if fired and cfg.refire_new_nodes:
         st.last_fire = t
         memset(st.fmark, 0, sizeof(uint8_t) * n)
@@ -786,7 +824,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     st.last_count = total
     st.last_confidence = conf
     if fired and st.track:
-        if _snapshot(st, t, total, conf):
+        if _snapshot(st, t, snap_total, snap_conf):
             return -1
     return fired
 

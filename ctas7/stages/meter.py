@@ -343,13 +343,15 @@ class MeterParams:
         confidence): two corroborating stations can then make a convergence
         that needs more nodes hot on activity alone (1: no difference).
     refire_new_nodes : int
-        1: while converged, fire again as soon as nodes that took no part
-        in the last firing make ``min_hot_nodes`` (weighted) by themselves:
-        a second incident elsewhere while the first is still on. A node
-        that took part hot on TETH evidence alone counts as new once its
-        activity deviates (the warning has materialised), and any node once
-        it has a corroboration newer than the last firing (new intel from
-        several stations). 0: one firing per rising edge.
+        1: fire again as soon as the *fresh* members of the window set
+        converge by themselves (weighted count, confidence and groups as
+        for the whole set; ages counted from the last firing at the most),
+        even while the whole set is still converged or is diluted by stale
+        members: a second incident elsewhere while the first is still on.
+        Fresh: took no part in the last firing; took part hot on TETH
+        evidence alone and now deviates in activity (the warning has
+        materialised); or has a corroboration newer than the last firing
+        (new intel from several stations). 0: one firing per rising edge.
     smoothing : float
         EWMA factor of the standardised residual (1: score each tick alone).
     detector : {"surprisal", "cusum", "both"}
@@ -1304,18 +1306,33 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
         conv = (bool(members) and total >= p.min_hot_nodes - 1e-9 and conf >= p.convergence_threshold - 1e-12
                 and n_groups >= p.min_groups)
         fire = conv and not prev
+        snap = (total, conf)
         if ct is not None and (p.corroboration_bonus > 0 or p.corroboration_weight != 1.0):
             ctick = np.where(ct[t] > 0, t, ctick)
-        if conv and prev and p.refire_new_nodes:
+        if not fire and p.refire_new_nodes and members:
+            # the fresh members judged by themselves, their ages counted from the last firing at the most
             fresh = [i for i in members
                      if i not in last_fired or (last_fired[i] == 0 and hot_dir[i] != 0) or ctick[i] > last_fire]
-            fire = sum(wt[i] for i in fresh) >= p.min_hot_nodes - 1e-9
+            ftot = sum(wt[i] for i in fresh)
+            dec = {i: 2.0 ** (-(t - (first[i] if first[i] > last_fire else last_fire + 1)) / p.confidence_half_life)
+                   for i in fresh}
+            fpos = sum(wt[i] * dec[i] for i in fresh if hot_dir[i] >= 0)
+            fneg = sum(wt[i] * dec[i] for i in fresh if hot_dir[i] <= 0)
+            fup = fpos >= fneg
+            fconf = (fpos if fup else fneg) / ftot if ftot > 0 else 0.0
+            fgroups = len({int(g[i]) for i in fresh if hot_dir[i] * (1 if fup else -1) >= 0})
+            if p.min_groups <= 1:
+                fgroups = 1
+            fire = (bool(fresh) and ftot >= p.min_hot_nodes - 1e-9 and fconf >= p.convergence_threshold - 1e-12
+                    and fgroups >= p.min_groups)
+            if fire:
+                snap = (ftot, fconf)
         if fire and p.refire_new_nodes:
             last_fired = {i: int(hot_dir[i]) for i in members}
             last_fire = t
         if fire:
             tr.alarms.append(t)
-            tr.fired.append((t, total, conf, {i: (first[i], int(hot_dir[i]), float(hot_z[i])) for i in members}))
+            tr.fired.append((t, *snap, {i: (first[i], int(hot_dir[i]), float(hot_z[i])) for i in members}))
         prev = conv
         tr.scores[t], tr.z[t], tr.raw_hot[t], tr.hot[t], tr.states[t] = score, z, raw, hot, state
         tr.weighted_count[t], tr.confidence[t] = total, conf
