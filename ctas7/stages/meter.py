@@ -401,9 +401,10 @@ class MeterParams:
     # the third session (refire_new_nodes 1, corroboration_bonus 8,
     # corroboration_weight 3, convergence_threshold 0.8 from 0.7), chosen on
     # a tuning set of its own (--seed 12345's held-out runs, not the Monte
-    # Carlo's): 368/392 incidents at 7/328 null runs alarmed there (223/392
+    # Carlo's): 371/392 incidents at 7/328 null runs alarmed there (229/392
     # at 7/328 on activity alone; the old defaults 300/392 and 227/392 at
-    # 10/328). hft-monte-carlo starts from these defaults (--start).
+    # 10/328); Monte Carlo held-out 366/392 at 8/328. hft-monte-carlo starts
+    # from these defaults (--start).
     tick_ns: int = 1_000_000
     lookback_ticks: float = 128.0
     min_samples: int = 28
