@@ -422,17 +422,23 @@ def corroboration_evidence(events: np.ndarray, tick_ns: int, n_nodes: int, n_tic
 
 def playbook_finals(name: str) -> tuple[int, ...]:
     """Kind codes of the last step of each of scenario ``name``'s indicator
-    sequences: what an analyst watches for a *final-stage* corroboration.
+    sequences, leaving out any that also comes earlier in a sequence: what an
+    analyst watches for a *final-stage* corroboration (a kind that also opens
+    or continues a sequence says nothing about the final stage).
 
     Examples
     --------
     >>> from ctas7.sim.scenarios import KIND_NAMES
     >>> [KIND_NAMES[k] for k in playbook_finals("wannacry_2017")]
     ['ransom_note']
+    >>> playbook_finals("madrid_2004")   # ... -> explosion -> explosion
+    ()
     """
     from ctas7.sim.scenarios import KINDS, SCENARIOS
 
-    return tuple(dict.fromkeys(KINDS[s.indicators[-1]] for s in SCENARIOS[name].incidents if s.indicators))
+    seqs = [s.indicators for s in SCENARIOS[name].incidents if s.indicators]
+    earlier = {k for q in seqs for k in q[:-1]}
+    return tuple(dict.fromkeys(KINDS[q[-1]] for q in seqs if q[-1] not in earlier))
 
 
 def _evidence_of(name: str, run, events=None) -> tuple[np.ndarray | None, np.ndarray | None]:
