@@ -152,6 +152,6 @@ def test_meter_weighs_corroboration_with_its_own_bonus_across_a_pickled_stream()
     want = evaluate_activity(run.activity, run.groups, p, corroboration=cor).tolist()
     assert cor.any() and want != evaluate_activity(run.activity, run.groups, p).tolist()
     assert got == [t for t in want if t < run.n_ticks - 1]
-    off = p.replace(corroboration_bonus=0.0)
+    off = p.replace(corroboration_bonus=0.0, corroboration_weight=1.0)
     assert (evaluate_activity(run.activity, run.groups, off.replace(pattern_bonus=24.0), corroboration=cor).tolist()
             == evaluate_activity(run.activity, run.groups, off).tolist())

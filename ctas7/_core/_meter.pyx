@@ -809,7 +809,8 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
         else:
             n_fdom = 1
         fconf = (fpos if fdom > 0 else fneg) / ftot if ftot > 0.0 else 0.0
-        fired = (n_fresh > 0 and ftot >= cfg.min_hot_nodes - 1e-9
+        # (at least two fresh nodes: a refire is a second quorum, not one node's news)
+        fired = ((n_fresh > 1 or (n_fresh == 1 and cfg.min_hot_nodes <= 1.0)) and ftot >= cfg.min_hot_nodes - 1e-9
                  and fconf >= cfg.convergence_threshold - 1e-12 and n_fdom >= cfg.min_groups)
         if fired:
             snap_total = ftot
@@ -1035,7 +1036,8 @@ _STATE_ARRAYS = (
     ("mean", np.float32), ("var", np.float32), ("count", np.uint32), ("acc", np.float32),
     ("hist", np.uint32), ("last_hot", np.int64), ("first_hot", np.int64), ("hot_dir", np.int8),
     ("hot", np.uint8), ("hot_z", np.float32), ("last_z", np.float32), ("state", np.uint8),
-    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32), ("cwin", np.uint32), ("ctick", np.int64), ("fmark", np.uint8),
+    ("state_age", np.uint32), ("x1", np.float32), ("x2", np.float32), ("mwin", np.uint32), ("cwin", np.uint32),
+    ("ctick", np.int64), ("fmark", np.uint8),
     ("zsm", np.float32), ("cup", np.float32), ("cdn", np.float32), ("cvr", np.float32),
 )
 
