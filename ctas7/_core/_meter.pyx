@@ -565,6 +565,55 @@ cdef void _common_mode(meter_state_t* st, const meter_cfg_t* cfg) noexcept nogil
             st.cm_fac[i] = f
 
 
+cdef void _agreement(meter_state_t* st, const meter_cfg_t* cfg, const int32_t* members, Py_ssize_t k,
+                     int64_t t, int64_t since, double* total_out, double* conf_out,
+                     uint32_t* n_dom_out) noexcept nogil:
+    """Weighted count, confidence and dominant-direction groups of ``k``
+    window members at tick ``t``; a member's age counts from its first hot
+    tick, or from ``since`` if later. Neutral (evidence-only) members agree
+    with either direction; a corroborated member weighs
+    ``corroboration_weight`` times its node weight."""
+    cdef Py_ssize_t j, i
+    cdef double w, dec, total = 0.0, pos = 0.0, neg = 0.0
+    cdef double cw = cfg.corroboration_weight
+    cdef int64_t age, start
+    cdef int dom
+    cdef uint32_t n_dom = 0
+    cdef int32_t g
+    for j in range(k):
+        i = members[j]
+        w = st.weight[i]
+        if cw != 1.0 and st.use_mwin and st.cwin[i]:
+            w *= cw
+        total += w
+        start = st.first_hot[i] if st.first_hot[i] > since else since
+        age = t - start
+        if age < DECAY_TABLE:
+            dec = cfg.decay[age]
+        else:
+            dec = exp2(-<double>age / cfg.half_life)
+        if st.hot_dir[i] >= 0:
+            pos += w * dec
+        if st.hot_dir[i] <= 0:
+            neg += w * dec
+    dom = 1 if pos >= neg else -1
+    if cfg.min_groups > 1:
+        for j in range(k):
+            i = members[j]
+            g = st.group[i]
+            if st.hot_dir[i] * dom >= 0 and not st.gmark[g]:
+                st.gmark[g] = 1
+                st.gtouched[n_dom] = g
+                n_dom += 1
+        for j in range(n_dom):
+            st.gmark[st.gtouched[j]] = 0
+    else:
+        n_dom = 1
+    total_out[0] = total
+    conf_out[0] = (pos if dom > 0 else neg) / total if total > 0.0 else 0.0
+    n_dom_out[0] = n_dom
+
+
 cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row,
                      int64_t t) noexcept nogil:
     """Score, hotness, states, baselines and convergence for tick ``t``.
@@ -573,9 +622,8 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     """
     cdef Py_ssize_t i, j, k, n = st.n, jb, n_busy
     cdef int64_t lo = t - cfg.window_ticks + 1
-    cdef int64_t age
     cdef float x
-    cdef double z2, zz, w, dec, total, pos, neg, conf, bonus, ftot, fpos, fneg, fconf, snap_total, snap_conf
+    cdef double z2, zz, total, conf, bonus, ftot, fconf, snap_total, snap_conf
     # Locals: extensions build with -fno-strict-aliasing, so every store
     # would otherwise reload these pointers from the state struct.
     cdef const uint8_t* flags = st.flags
@@ -586,11 +634,10 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef ctas7_meter_row_cfg rc
     cdef ctas7_meter_row rw
     cdef uint32_t h, c, n_dom
-    cdef int raw, craw, eraw, hot, converged, fired, dom, fdom
+    cdef int raw, craw, eraw, hot, converged, fired
     cdef Py_ssize_t n_fresh
     cdef uint32_t n_fdom
     cdef uint8_t cand, s, fl8
-    cdef int32_t g
 
     # Expire window members first so a node re-entering is listed once.
     k = 0
@@ -726,39 +773,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     # Window: weighted count of distinct hot nodes; confidence = decayed
     # weight of the dominant direction as a share of that count; the
     # dominant direction's nodes must span at least min_groups groups.
-    total = 0.0
-    pos = 0.0
-    neg = 0.0
-    for j in range(st.n_active):
-        i = st.active[j]
-        w = st.weight[i]
-        if cw != 1.0 and st.use_mwin and st.cwin[i]:
-            w *= cw
-        total += w
-        age = t - st.first_hot[i]
-        if age < DECAY_TABLE:
-            dec = cfg.decay[age]
-        else:
-            dec = exp2(-<double>age / cfg.half_life)
-        if st.hot_dir[i] >= 0:
-            pos += w * dec
-        if st.hot_dir[i] <= 0:
-            neg += w * dec
-    dom = 1 if pos >= neg else -1
-    n_dom = 0
-    if cfg.min_groups > 1:
-        for j in range(st.n_active):
-            i = st.active[j]
-            g = st.group[i]
-            if st.hot_dir[i] * dom >= 0 and not st.gmark[g]:
-                st.gmark[g] = 1
-                st.gtouched[n_dom] = g
-                n_dom += 1
-        for j in range(n_dom):
-            st.gmark[st.gtouched[j]] = 0
-    else:
-        n_dom = 1
-    conf = (pos if dom > 0 else neg) / total if total > 0.0 else 0.0
+    _agreement(st, cfg, st.active, st.n_active, t, -(1LL << 62), &total, &conf, &n_dom)
     converged = (st.n_active > 0 and total >= cfg.min_hot_nodes - 1e-9
                  and conf >= cfg.convergence_threshold - 1e-12 and n_dom >= cfg.min_groups)
     fired = converged and not st.prev_converged
@@ -769,47 +784,18 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
         # in the last firing (an incident elsewhere while the first is still
         # on), took part on TETH evidence alone and now deviate in activity
         # (the intel has materialised), or have been corroborated since (new
-        # intel). Judged on their own, so stale members neither help nor
-        # dilute the confidence.
-        ftot = 0.0
-        fpos = 0.0
-        fneg = 0.0
+        # intel). Judged on their own, with ages counted from the last
+        # firing at the most, so stale members neither help nor dilute the
+        # confidence; at least two of them (a second quorum, not one node's
+        # news) unless min_hot_nodes <= 1.
         n_fresh = 0
         for j in range(st.n_active):
             i = st.active[j]
             if (st.fmark[i] == 0 or (st.fmark[i] == 2 and st.hot_dir[i] != 0)
                     or (st.use_mwin and st.ctick[i] > st.last_fire)):
-                w = st.weight[i]
-                if cw != 1.0 and st.use_mwin and st.cwin[i]:
-                    w *= cw
-                ftot += w
-                # Agreement in time counts from the last firing at the most.
-                age = t - (st.first_hot[i] if st.first_hot[i] > st.last_fire else st.last_fire + 1)
-                if age < DECAY_TABLE:
-                    dec = cfg.decay[age]
-                else:
-                    dec = exp2(-<double>age / cfg.half_life)
-                if st.hot_dir[i] >= 0:
-                    fpos += w * dec
-                if st.hot_dir[i] <= 0:
-                    fneg += w * dec
                 st.busy[n_fresh] = <int32_t>i
                 n_fresh += 1
-        fdom = 1 if fpos >= fneg else -1
-        n_fdom = 0
-        if cfg.min_groups > 1:
-            for j in range(n_fresh):
-                g = st.group[st.busy[j]]
-                if st.hot_dir[st.busy[j]] * fdom >= 0 and not st.gmark[g]:
-                    st.gmark[g] = 1
-                    st.gtouched[n_fdom] = g
-                    n_fdom += 1
-            for j in range(n_fdom):
-                st.gmark[st.gtouched[j]] = 0
-        else:
-            n_fdom = 1
-        fconf = (fpos if fdom > 0 else fneg) / ftot if ftot > 0.0 else 0.0
-        # (at least two fresh nodes: a refire is a second quorum, not one node's news)
+        _agreement(st, cfg, st.busy, n_fresh, t, st.last_fire + 1, &ftot, &fconf, &n_fdom)
         fired = ((n_fresh > 1 or (n_fresh == 1 and cfg.min_hot_nodes <= 1.0)) and ftot >= cfg.min_hot_nodes - 1e-9
                  and fconf >= cfg.convergence_threshold - 1e-12 and n_fdom >= cfg.min_groups)
         if fired:
