@@ -618,7 +618,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
                      int64_t t) noexcept nogil:
     """Score, hotness, states, baselines and convergence for tick ``t``.
 
-    Returns 1 if convergence fired (rising edge), 0 if not, -1 on OOM.
+    Returns 1 if convergence fired (rising edge or refire), 0 if not, -1 on OOM.
     """
     cdef Py_ssize_t i, j, k, n = st.n, jb, n_busy
     cdef int64_t lo = t - cfg.window_ticks + 1

@@ -123,8 +123,12 @@ groups.
 
 The meter is *converged* when ``weighted_count >= min_hot_nodes``,
 ``confidence >= convergence_threshold`` and the group requirement holds.
-A :class:`~ctas7.records.Convergence` is emitted on the rising edge only;
-the meter re-arms once it is no longer converged. Groups (``groups``: node
+A :class:`~ctas7.records.Convergence` is emitted on the rising edge, and
+(``refire_new_nodes``, on by default) whenever the window set's *fresh*
+members converge by themselves: nodes outside the last firing, members that
+were hot on evidence alone and now deviate in activity, and nodes with a
+corroboration newer than the last firing; otherwise the meter re-arms once
+it is no longer converged. Groups (``groups``: node
 -> group) default to all nodes in group 0; nodes past the end of
 ``groups`` are in group 0.
 
@@ -829,8 +833,9 @@ class Meter(Stage):
     Notes
     -----
     ``frame.convergences`` gets one :class:`~ctas7.records.Convergence` per
-    rising edge inside the batch. Its ``scores`` are each node's score at its
-    most recent raw-hot tick (so at least its threshold); ``pattern_matches``
+    firing inside the batch (rising edge or refire; a refire's count and
+    confidence are those of its fresh members). Its ``scores`` are each
+    node's score at its most recent raw-hot tick (so at least its threshold); ``pattern_matches``
     counts TETH matches (``frame.matches``, this and earlier frames) on those
     nodes inside the window, ``event_count`` their non-control events there,
     both by event time.
