@@ -835,10 +835,10 @@ class Meter(Stage):
     ``frame.convergences`` gets one :class:`~ctas7.records.Convergence` per
     firing inside the batch (rising edge or refire; a refire's count and
     confidence are those of its fresh members). Its ``scores`` are each
-    node's score at its most recent raw-hot tick (so at least its threshold); ``pattern_matches``
-    counts TETH matches (``frame.matches``, this and earlier frames) on those
-    nodes inside the window, ``event_count`` their non-control events there,
-    both by event time.
+    node's score at its most recent raw-hot tick (so at least its
+    threshold); ``pattern_matches`` counts TETH matches (``frame.matches``,
+    this and earlier frames) on those nodes inside the window,
+    ``event_count`` their non-control events there, both by event time.
 
     Examples
     --------
