@@ -67,6 +67,7 @@ __all__ = [
     "f1_score",
     "RunScore",
     "score_run",
+    "in_lead",
     "Tally",
     "DetectionReport",
     "evaluate",
@@ -249,6 +250,22 @@ def _alarm_array(alarms, n_ticks: int) -> np.ndarray:
     return a
 
 
+def in_lead(alarms: np.ndarray, incidents) -> np.ndarray:
+    """Which of the sorted alarm ticks fall in some incident's lead, from its
+    first indicator (``onset - lead_ticks``) to ``onset - 1``: the early
+    warnings, unless they are also inside another incident's window.
+
+    >>> from types import SimpleNamespace as I
+    >>> in_lead(np.array([3, 8, 10, 12]), [I(onset=10, lead_ticks=4)]).tolist()
+    [False, True, False, False]
+    """
+    early = np.zeros(alarms.shape[0], dtype=bool)
+    for inc in incidents:
+        lo, hi = np.searchsorted(alarms, [inc.onset - int(getattr(inc, "lead_ticks", 0)), inc.onset], side="left")
+        early[int(lo) : int(hi)] = True
+    return early
+
+
 def score_run(alarms, truth) -> RunScore:
     """Score one run's alarms against its ground truth.
 
@@ -283,11 +300,7 @@ def score_run(alarms, truth) -> RunScore:
         if i < a.size and a[i] <= inc.deadline:
             ttd.append(int(a[i]) - inc.onset)
         in_window[i : int(np.searchsorted(a, inc.deadline, side="right"))] = True
-    early = np.zeros(a.size, dtype=bool)
-    for inc in truth.incidents:
-        lead = int(getattr(inc, "lead_ticks", 0))
-        lo, hi = np.searchsorted(a, [inc.onset - lead, inc.onset], side="left")
-        early[int(lo) : int(hi)] = True
+    early = in_lead(a, truth.incidents)
     return RunScore(
         n_incidents=len(truth.incidents),
         n_detected=len(ttd),

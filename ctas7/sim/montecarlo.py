@@ -445,10 +445,10 @@ def _evidence_of(name: str, run, events=None) -> tuple[np.ndarray | None, np.nda
     """``(pattern evidence, corroboration evidence)`` of one run (None where
     nothing matched)."""
     events = run.events if events is None else events
-    shape = (run.tick_ns, run.n_nodes, run.n_ticks)
-    ev = pattern_evidence(events, _compiled_playbook(name), *shape, t0_ns=run.t0_ns)
-    cor = corroboration_evidence(events, *shape, t0_ns=run.t0_ns)
-    cor += corroboration_evidence(events, *shape, t0_ns=run.t0_ns, kinds=playbook_finals(name),
+    geo = (run.tick_ns, run.n_nodes, run.n_ticks)
+    ev = pattern_evidence(events, _compiled_playbook(name), *geo, t0_ns=run.t0_ns)
+    cor = corroboration_evidence(events, *geo, t0_ns=run.t0_ns)
+    cor += corroboration_evidence(events, *geo, t0_ns=run.t0_ns, kinds=playbook_finals(name),
                                   min_nodes=FINAL_CORROBORATION_NODES)
     return (ev if ev.any() else None), (cor if cor.any() else None)
 
@@ -573,6 +573,8 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
     Other alarms outside every window of an incident run are spurious. A
     case's ``evidence`` and ``corroboration`` (if any) are passed on.
     """
+    from ctas7.sim.metrics import in_lead
+
     if evaluate is None:
         from ctas7.stages.meter import evaluate_activity as evaluate
 
@@ -593,10 +595,7 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
                 c.delays_s.append((int(alarms[lo]) - onset) * case.tick_ns / 1e9)
                 inside[lo:hi] = True
         n_in = int(np.count_nonzero(inside))
-        early = np.zeros(alarms.shape[0], dtype=bool)
-        for inc in case.truth.incidents if case.truth is not None else ():
-            early[np.searchsorted(alarms, inc.onset - inc.lead_ticks, "left"):
-                  np.searchsorted(alarms, inc.onset, "left")] = True
+        early = in_lead(alarms, case.truth.incidents if case.truth is not None else ())
         n_early = int(np.count_nonzero(early & ~inside))
         n_out = int(alarms.shape[0]) - n_in - n_early
         c.window_alarms += n_in
