@@ -117,6 +117,7 @@ ctypedef struct meter_cfg_t:
     double corroboration_bonus  # bits per corroboration match in the window
     double corroboration_weight  # window weight factor of a node with a corroboration in the window
     int refire_new_nodes  # 1: while converged, fire again when nodes outside the last firing reach the quorum
+    int use_matches       # 1: TETH matches can change anything (a bonus, or the corroboration weight)
     double score_threshold    # bits (before the family correction)
     double smoothing          # EWMA factor of the standardised residual (1: none)
     double smooth_norm        # 1 / sd of the smoothed residual under the null

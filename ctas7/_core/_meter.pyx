@@ -631,7 +631,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     cdef uint32_t* hist = st.hist
     cdef int track = st.track
     cdef int use_bonus = st.use_mwin and cfg.detector != 1
-    cdef double pb = cfg.pattern_bonus, cb = cfg.corroboration_bonus, cw = cfg.corroboration_weight
+    cdef double pb = cfg.pattern_bonus, cb = cfg.corroboration_bonus
     cdef ctas7_meter_row_cfg rc
     cdef ctas7_meter_row rw
     cdef uint32_t h, c, n_dom
@@ -649,7 +649,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
             k += 1
     st.n_active = k
 
-    if st.track and (pb > 0.0 or cb > 0.0 or cw != 1.0):
+    if st.track and cfg.use_matches:
         _matches_advance(st, t, lo)
 
     _transform(row, st.ybuf, n, cfg.transform)
@@ -936,6 +936,7 @@ cdef class MeterConfig:
         self.cfg.corroboration_bonus = corroboration_bonus
         self.cfg.corroboration_weight = corroboration_weight
         self.cfg.refire_new_nodes = refire_new_nodes
+        self.cfg.use_matches = pattern_bonus > 0.0 or corroboration_bonus > 0.0 or corroboration_weight != 1.0
         self.cfg.score_threshold = score_threshold
         self.cfg.tick_ns = tick_ns
         self.cfg.alpha = <float>alpha
@@ -965,6 +966,12 @@ cdef class MeterConfig:
 
     def __reduce__(self):
         return (_config_from_kwargs, (self.kwargs,))
+
+    @property
+    def uses_matches(self):
+        """Whether TETH matches can change anything (a bonus, or the
+        corroboration weight): else ``add_matches`` ignores them."""
+        return bool(self.cfg.use_matches)
 
     @property
     def z_threshold(self):
@@ -1122,8 +1129,7 @@ cdef class MeterCore:
             raise ValueError(f"ticks and nodes differ in length ({n} != {nodes.shape[0]})")
         if sources is not None and sources.shape[0] != n:
             raise ValueError(f"ticks and sources differ in length ({n} != {sources.shape[0]})")
-        if n == 0 or (self.config.cfg.pattern_bonus <= 0.0 and self.config.cfg.corroboration_bonus <= 0.0
-                      and self.config.cfg.corroboration_weight == 1.0):
+        if n == 0 or not self.config.cfg.use_matches:
             return
         for j in range(n):
             if nodes[j] < 0 or nodes[j] >= self.max_nodes:

@@ -879,8 +879,7 @@ class Meter(Stage):
         if matches is not None:
             if not isinstance(matches, np.ndarray) or matches.dtype != MATCH_DTYPE or matches.ndim != 1:
                 raise TypeError(f"meter: frame.matches must be a 1-d MATCH_DTYPE array or None, got {matches!r:.80}")
-        if matches is not None and matches.shape[0] and (self._p.pattern_bonus > 0 or self._p.corroboration_bonus > 0
-                                                         or self._p.corroboration_weight != 1.0):
+        if matches is not None and matches.shape[0] and self._core.config.uses_matches:
             # Before the events, so the ticks this batch closes see them.
             order = np.argsort(matches["ts"], kind="stable")
             m = matches[order]
