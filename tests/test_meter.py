@@ -755,7 +755,8 @@ def test_evidence_cython_matches_reference_and_stream(seed, n_nodes, n_ticks):
     p = p.replace(pattern_bonus=float(rng.choice([0.0, 0.5, 3.0, 8.0, 16.0])),
                   corroboration_bonus=float(rng.choice([0.0, 2.0, 9.0, 24.0])),
                   corroboration_weight=float(rng.choice([1.0, 1.5, 2.0])),
-                  refire_new_nodes=int(rng.integers(0, 2)))
+                  refire_new_nodes=int(rng.integers(0, 2)),
+                  corroboration_ticks=int(rng.choice([p.window_ticks, 1, 5, 18, 40])))
     ev = (rng.random(a.shape) < rng.uniform(0.0, 0.2)) * rng.integers(1, 4, size=a.shape)
     ev = ev.astype(np.float32)
     cor = ((rng.random(a.shape) < rng.uniform(0.0, 0.1)) * rng.integers(1, 3, size=a.shape)).astype(np.uint32)
@@ -767,9 +768,10 @@ def test_evidence_cython_matches_reference_and_stream(seed, n_nodes, n_ticks):
     # Corroboration alone, and swapping the roles of the two bonuses.
     ref_c = reference_evaluate(a, groups, p, corroboration=cor)
     assert evaluate_activity(a, groups, p, corroboration=cor).tolist() == ref_c.alarms
-    swapped = p.replace(pattern_bonus=p.corroboration_bonus, corroboration_bonus=p.pattern_bonus,
-                        corroboration_weight=1.0)
-    p = p.replace(corroboration_weight=1.0)
+    # (one window for both, and no refire: corroborations have their own
+    # window length, and new ones make their nodes fresh for a refire)
+    p = p.replace(corroboration_weight=1.0, corroboration_ticks=p.window_ticks, refire_new_nodes=0)
+    swapped = p.replace(pattern_bonus=p.corroboration_bonus, corroboration_bonus=p.pattern_bonus)
     assert (evaluate_activity(a, groups, swapped, evidence=cor, corroboration=ev).tolist()
             == evaluate_activity(a, groups, p, evidence=ev, corroboration=cor).tolist())
 
@@ -793,6 +795,82 @@ def test_corroboration_weight_lets_two_corroborated_nodes_converge():
     assert alarms == [50]
     with pytest.raises(ValueError, match="corroboration_weight"):
         p.replace(corroboration_weight=0.5)
+
+
+def test_corroboration_ticks_is_the_corroborations_own_window():
+    # Nodes 0 and 1 jump at tick 50; node 2 has no hot tick of its own. Its
+    # corroboration at tick 38 makes it hot (30 bits) while the
+    # corroboration counts, and a member of the 5-tick window for 4 ticks
+    # more: the third node of a convergence at 50 when corroborations count
+    # for 9 ticks or more (ticks 38-46), not for 8. A pattern match at tick
+    # 38 never does (pattern matches keep window_ticks). Same in the
+    # reference, evaluate_activity and the streaming core.
+    rng = np.random.default_rng(8)
+    a = rng.poisson(20.0, size=(60, 5)).astype(np.float32)
+    a[50:54, [0, 1]] += 60.0
+    a[50:54, 2] = 14.0
+    p = RawParams(min_samples=10, window_ticks=5, min_hot_nodes=3, corroboration_bonus=30.0,
+                  confidence_half_life=1e6)
+    cor = np.zeros(a.shape, np.uint32)
+    cor[38, 2] = 1
+    for ticks, fires in ((5, False), (8, False), (9, True), (40, True)):
+        q = p.replace(corroboration_ticks=ticks)
+        ref = reference_evaluate(a, None, q, corroboration=cor)
+        assert ref.alarms == ([50] if fires else [])
+        assert evaluate_activity(a, None, q, corroboration=cor).tolist() == ref.alarms
+        alarms, hot, _ = run_steps_with_matches(a, None, q, np.zeros(a.shape), cor)
+        assert alarms == ref.alarms
+        np.testing.assert_array_equal(hot, ref.hot)
+    pp = p.replace(corroboration_bonus=0.0, pattern_bonus=30.0, corroboration_ticks=40)
+    assert evaluate_activity(a, None, pp, evidence=cor).tolist() == []
+    with pytest.raises(ValueError, match="corroboration_ticks"):
+        p.replace(corroboration_ticks=0)
+
+
+@pytest.mark.parametrize("corroboration_ticks", [2, 5, 9])
+def test_pickle_mid_stream_with_matches_of_both_windows(corroboration_ticks):
+    # Matches of both sources queued, some counted, some expired from one
+    # window only, some still to come: a pickled twin goes on exactly as the
+    # original (window 5; corroborations shorter, equal or longer).
+    rng = np.random.default_rng(11)
+    a = rng.poisson(20.0, size=(70, 6)).astype(np.float32)
+    a[40:46, :3] += 30.0
+    a[55:60, 3:] += 30.0
+    p = RawParams(min_samples=10, window_ticks=5, pattern_bonus=6.0, corroboration_bonus=6.0,
+                  corroboration_weight=2.0, refire_new_nodes=1, corroboration_ticks=corroboration_ticks)
+    ev = (rng.random(a.shape) < 0.15).astype(np.uint32)
+    cor = (rng.random(a.shape) < 0.1).astype(np.uint32)
+    core = _meter.MeterCore(p.compile(), None, 6)
+    alarms = []
+
+    def step(c, t):
+        n_ev, n_co = ev[t].astype(np.int64), cor[t].astype(np.int64)
+        nodes = np.r_[np.repeat(np.arange(6), n_co), np.repeat(np.arange(6), n_ev)].astype(np.int64)
+        src = np.r_[np.ones(n_co.sum(), np.uint8), np.zeros(n_ev.sum(), np.uint8)]
+        c.add_matches(np.full(nodes.shape[0], t, np.int64), nodes, src)
+        return c.step(a[t])
+
+    for t in range(44):
+        if step(core, t):
+            alarms.append(t)
+    core.add_matches(np.array([47, 48], np.int64), np.array([4, 5], np.int64), np.array([1, 0], np.uint8))
+    twin = pickle.loads(pickle.dumps(core))
+    ticks, nodes, n_in, sources = twin.pending_matches()
+    assert ticks.tolist()[n_in:] == [47, 48] and sources.tolist()[n_in:] == [1, 0]
+    np.testing.assert_array_equal(twin.array("cwin"), core.array("cwin"))
+    np.testing.assert_array_equal(twin.array("mwin"), core.array("mwin"))
+    for t in range(44, 70):
+        fired = step(core, t)
+        assert step(twin, t) == fired
+        if fired:
+            alarms.append(t)
+        np.testing.assert_array_equal(twin.array("cwin"), core.array("cwin"))
+        np.testing.assert_array_equal(twin.array("mwin"), core.array("mwin"))
+    extra_ev, extra_cor = ev.copy(), cor.copy()
+    extra_ev[48, 5] += 1
+    extra_cor[47, 4] += 1
+    ref = reference_evaluate(a, None, p, evidence=extra_ev, corroboration=extra_cor)
+    assert alarms == ref.alarms and len(alarms) >= 2
 
 
 def test_refire_new_nodes_fires_for_a_second_quorum_not_for_a_long_burst():

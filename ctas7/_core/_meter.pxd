@@ -116,6 +116,7 @@ ctypedef struct meter_cfg_t:
     double pattern_bonus      # bits per TETH pattern match in the window
     double corroboration_bonus  # bits per corroboration match in the window
     double corroboration_weight  # window weight factor of a node with a corroboration in the window
+    int64_t corroboration_ticks  # ticks a corroboration counts for its node (its own window)
     int refire_new_nodes  # 1: while converged, fire again when nodes outside the last firing reach the quorum
     int use_matches       # 1: TETH matches can change anything (a bonus, or the corroboration weight)
     double score_threshold    # bits (before the family correction)
@@ -204,8 +205,9 @@ ctypedef struct meter_state_t:
     uint8_t* mq_src       # 0: pattern match, 1: corroboration match
     Py_ssize_t mq_len
     Py_ssize_t mq_cap
-    Py_ssize_t mq_in      # entries [mq_out, mq_in) are in the window
-    Py_ssize_t mq_out
+    Py_ssize_t mq_in      # entries before mq_in have entered their node's count
+    Py_ssize_t mq_out     # pattern matches before mq_out have left the window
+    Py_ssize_t mq_cout    # corroborations before mq_cout have left theirs (corroboration_ticks)
     double* weight
     int32_t* group
     # active (in-window) node list

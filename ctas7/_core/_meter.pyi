@@ -46,6 +46,7 @@ class MeterConfig:
         corroboration_bonus: float = ...,
         corroboration_weight: float = ...,
         refire_new_nodes: int = ...,
+        corroboration_ticks: int = ...,
     ) -> None: ...
     @property
     def uses_matches(self) -> bool: ...

@@ -458,9 +458,10 @@ cdef int _snapshot(meter_state_t* st, int64_t t, double count, double conf) noex
 # The core: close one tick for every node
 # ---------------------------------------------------------------------------
 
-cdef void _matches_advance(meter_state_t* st, int64_t t, int64_t lo) noexcept nogil:
+cdef void _matches_advance(meter_state_t* st, int64_t t, int64_t lo, int64_t lo_c) noexcept nogil:
     """Matches of ticks <= t enter their node's window count (per source);
-    matches of ticks < lo leave it."""
+    pattern matches of ticks < lo and corroborations of ticks < lo_c leave
+    it. Each source has its own expiry cursor over the one queue."""
     while st.mq_in < st.mq_len and st.mq_tick[st.mq_in] <= t:
         if st.mq_src[st.mq_in]:
             st.cwin[st.mq_node[st.mq_in]] += 1
@@ -469,24 +470,28 @@ cdef void _matches_advance(meter_state_t* st, int64_t t, int64_t lo) noexcept no
             st.mwin[st.mq_node[st.mq_in]] += 1
         st.mq_in += 1
     while st.mq_out < st.mq_in and st.mq_tick[st.mq_out] < lo:
-        if st.mq_src[st.mq_out]:
-            st.cwin[st.mq_node[st.mq_out]] -= 1
-        else:
+        if not st.mq_src[st.mq_out]:
             st.mwin[st.mq_node[st.mq_out]] -= 1
         st.mq_out += 1
+    while st.mq_cout < st.mq_in and st.mq_tick[st.mq_cout] < lo_c:
+        if st.mq_src[st.mq_cout]:
+            st.cwin[st.mq_node[st.mq_cout]] -= 1
+        st.mq_cout += 1
 
 
 cdef int _matches_push(meter_state_t* st, int64_t tick, int32_t node, uint8_t src) noexcept nogil:
     """Queue one match (``src`` 1: corroboration), keeping the pending part
     sorted by tick (stable)."""
     cdef Py_ssize_t j, need
-    if st.mq_out > 0 and st.mq_len == st.mq_cap:
-        memmove(st.mq_tick, st.mq_tick + st.mq_out, sizeof(int64_t) * (st.mq_len - st.mq_out))
-        memmove(st.mq_node, st.mq_node + st.mq_out, sizeof(int32_t) * (st.mq_len - st.mq_out))
-        memmove(st.mq_src, st.mq_src + st.mq_out, sizeof(uint8_t) * (st.mq_len - st.mq_out))
-        st.mq_len -= st.mq_out
-        st.mq_in -= st.mq_out
-        st.mq_out = 0
+    cdef Py_ssize_t gone = st.mq_out if st.mq_out < st.mq_cout else st.mq_cout
+    if gone > 0 and st.mq_len == st.mq_cap:
+        memmove(st.mq_tick, st.mq_tick + gone, sizeof(int64_t) * (st.mq_len - gone))
+        memmove(st.mq_node, st.mq_node + gone, sizeof(int32_t) * (st.mq_len - gone))
+        memmove(st.mq_src, st.mq_src + gone, sizeof(uint8_t) * (st.mq_len - gone))
+        st.mq_len -= gone
+        st.mq_in -= gone
+        st.mq_out -= gone
+        st.mq_cout -= gone
     if st.mq_len == st.mq_cap:
         need = 2 * st.mq_cap + 16
         if (_realloc(<void**>&st.mq_tick, sizeof(int64_t), need) or _realloc(<void**>&st.mq_node, sizeof(int32_t), need)
@@ -650,7 +655,7 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     st.n_active = k
 
     if st.track and cfg.use_matches:
-        _matches_advance(st, t, lo)
+        _matches_advance(st, t, lo, t - cfg.corroboration_ticks + 1)
 
     _transform(row, st.ybuf, n, cfg.transform)
     if cfg.common_mode:
@@ -897,13 +902,13 @@ cdef class MeterConfig:
                  uint32_t min_groups=1, double family_correction=0.0, double pattern_bonus=0.0,
                  double smoothing=1.0, int detector=0, double cusum_k=0.5, double cusum_offset=0.0,
                  int cusum_variance=0, double corroboration_bonus=0.0, double corroboration_weight=1.0,
-                 int refire_new_nodes=0):
+                 int refire_new_nodes=0, int64_t corroboration_ticks=0):
         cdef int a
         if (tick_ns < 1 or window_ticks < 1 or not (0 < persistence_m <= persistence_n <= 32)
                 or transform not in (0, 1) or common_mode not in (0, 1, 2) or min_groups < 1
                 or not (family_correction >= 0.0) or not (pattern_bonus >= 0.0)
                 or not (corroboration_bonus >= 0.0) or not (corroboration_weight >= 1.0)
-                or not isfinite(corroboration_weight) or refire_new_nodes not in (0, 1)
+                or not isfinite(corroboration_weight) or refire_new_nodes not in (0, 1) or corroboration_ticks < 0
                 or not (0.0 < smoothing <= 1.0) or detector not in (0, 1, 2) or not (cusum_k > 0.0)
                 or not isfinite(cusum_offset) or cusum_variance not in (0, 1)):
             raise ValueError("invalid meter configuration (validate through MeterParams)")
@@ -919,7 +924,7 @@ cdef class MeterConfig:
             family_correction=family_correction, pattern_bonus=pattern_bonus, smoothing=smoothing,
             detector=detector, cusum_k=cusum_k, cusum_offset=cusum_offset, cusum_variance=cusum_variance,
             corroboration_bonus=corroboration_bonus, corroboration_weight=corroboration_weight,
-            refire_new_nodes=refire_new_nodes)
+            refire_new_nodes=refire_new_nodes, corroboration_ticks=corroboration_ticks)
         self.cfg.cusum_variance = cusum_variance
         self.cfg.detector = detector
         self.cfg.cusum_k = cusum_k
@@ -936,6 +941,7 @@ cdef class MeterConfig:
         self.cfg.corroboration_bonus = corroboration_bonus
         self.cfg.corroboration_weight = corroboration_weight
         self.cfg.refire_new_nodes = refire_new_nodes
+        self.cfg.corroboration_ticks = corroboration_ticks if corroboration_ticks > 0 else window_ticks
         self.cfg.use_matches = pattern_bonus > 0.0 or corroboration_bonus > 0.0 or corroboration_weight != 1.0
         self.cfg.score_threshold = score_threshold
         self.cfg.tick_ns = tick_ns
@@ -1116,7 +1122,8 @@ cdef class MeterCore:
         """Queue TETH matches (tick and node of each) for the evidence bonus.
 
         A match counts for its node from the close of its tick (a tick
-        already closed: the open tick) while its tick is inside the window.
+        already closed: the open tick) while its tick is inside the window
+        (a corroboration: inside the last ``corroboration_ticks``).
         ``sources`` (or None: all 0) says what each match is: 0 a pattern
         match (``pattern_bonus`` bits), 1 a corroboration
         (``corroboration_bonus`` bits, ``corroboration_weight``). Ignored
@@ -1147,13 +1154,17 @@ cdef class MeterCore:
                 raise MemoryError()
 
     def pending_matches(self):
-        """``(ticks, nodes, n_in_window, sources)`` of the queued matches (in
-        window first)."""
-        cdef Py_ssize_t a = self.st.mq_out, b = self.st.mq_len
-        ticks = np.array([self.st.mq_tick[j] for j in range(a, b)], dtype=np.int64)
-        nodes = np.array([self.st.mq_node[j] for j in range(a, b)], dtype=np.int64)
-        sources = np.array([self.st.mq_src[j] for j in range(a, b)], dtype=np.uint8)
-        return ticks, nodes, int(self.st.mq_in - a), sources
+        """``(ticks, nodes, n_in_window, sources)`` of the queued matches that
+        still count or are still to come (in window first)."""
+        cdef Py_ssize_t j, b = self.st.mq_len, n_in = 0
+        keep = [j for j in range(b)
+                if j >= (self.st.mq_cout if self.st.mq_src[j] else self.st.mq_out)]
+        for j in keep:
+            n_in += j < self.st.mq_in
+        ticks = np.array([self.st.mq_tick[j] for j in keep], dtype=np.int64)
+        nodes = np.array([self.st.mq_node[j] for j in keep], dtype=np.int64)
+        sources = np.array([self.st.mq_src[j] for j in keep], dtype=np.uint8)
+        return ticks, nodes, int(n_in), sources
 
     def take_fired(self):
         """Snapshots of fired convergences since the last call, and clear.
@@ -1365,13 +1376,14 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
     completed at each (tick, node); a node's matches in the window add
     ``pattern_bonus`` / ``corroboration_bonus`` bits each, and a hot node
     with a corroboration in the window counts ``corroboration_weight``
-    times its weight, as with ``MeterCore.add_matches``.
+    times its weight, as with ``MeterCore.add_matches`` (a corroboration's
+    window is ``corroboration_ticks`` long).
     """
     cdef Py_ssize_t T = activity.shape[0], N = activity.shape[1], t, i, n_out = 0
     cdef meter_state_t st
     cdef meter_over_t ov
     cdef int r = 0, err = 0, use = 0
-    cdef int64_t W = config.cfg.window_ticks
+    cdef int64_t W = config.cfg.window_ticks, Wc = config.cfg.corroboration_ticks
     cdef const uint32_t* ev = NULL
     cdef const uint32_t* cv = NULL
     cdef const uint32_t* old
@@ -1402,7 +1414,8 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
             err = 1
         elif use:
             for t in range(T):
-                # Window [t - W + 1, t]: row t enters, row t - W leaves.
+                # Window [t - W + 1, t]: row t enters, row t - W leaves
+                # (corroborations: their own window of Wc ticks).
                 if ev != NULL:
                     cur = ev + t * N
                     for i in range(N):
@@ -1417,8 +1430,8 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
                         st.cwin[i] += cur[i]
                         if cur[i]:
                             st.ctick[i] = t
-                    if t >= W:
-                        old = cv + (t - W) * N
+                    if t >= Wc:
+                        old = cv + (t - Wc) * N
                         for i in range(N):
                             st.cwin[i] -= old[i]
                 r = _close_tick(&st, &config.cfg, base + t * N, t)

@@ -57,7 +57,8 @@ For each closed tick and node, in this order:
    inside the window (DESIGN 4.1: matches raise the evidence of their node),
    each corroboration match (``pattern >= CORROBORATION_BASE``, from
    :class:`~ctas7.stages.corroborate.Corroborate`) ``corroboration_bonus``
-   bits; a match whose tick is already closed counts from the open tick. A
+   bits while its tick is inside the last ``corroboration_ticks`` (its own
+   window); a match whose tick is already closed counts from the open tick. A
    tick raw-hot only through this evidence has direction 0 (neutral).
    **CUSUM** (``detector="cusum"`` or ``"both"``; default ``"surprisal"``):
    each warm node also keeps Page's one-sided CUSUMs of the raw (unsmoothed)
@@ -98,8 +99,8 @@ evaluated. The *window set* holds every node hot at some tick of the window;
 a node that enters it gets ``first_hot`` = this tick (it keeps it while it
 stays in the set). With node weights ``w`` (``node_weights``, default 1):
 
-* a node with a corroboration match in the window weighs
-  ``corroboration_weight`` times ``w_i``;
+* a node with a corroboration match in the last ``corroboration_ticks``
+  weighs ``corroboration_weight`` times ``w_i``;
 * ``weighted_count = sum(w_i)`` over the window set;
 * each node's direction is that of its last raw-hot tick; its decayed
   weight is ``w_i * 2 ** (-(t - first_hot_i) / confidence_half_life)``;
@@ -220,6 +221,7 @@ LIMITS: dict[str, tuple[type, float, float]] = {
     "pattern_bonus": (float, 0.0, 64.0),
     "corroboration_bonus": (float, 0.0, 64.0),
     "corroboration_weight": (float, 1.0, 16.0),
+    "corroboration_ticks": (int, 1, 1_000_000),
     "refire_new_nodes": (int, 0, 1),
     "smoothing": (float, 0.01, 1.0),
     "cusum_k": (float, 0.05, 5.0),
@@ -335,17 +337,23 @@ class MeterParams:
         (:class:`Meter`: ``frame.matches``; :func:`evaluate_activity`:
         ``evidence``).
     corroboration_bonus : float
-        Bits each corroboration match in the window adds to its node's
-        score (:class:`Meter`: matches whose ``pattern`` is at or above
+        Bits each corroboration match in its window (the last
+        ``corroboration_ticks``) adds to its node's score (:class:`Meter`: matches whose ``pattern`` is at or above
         :data:`~ctas7.records.CORROBORATION_BASE`;
         :func:`evaluate_activity`: ``corroboration``). Several stations
         reporting the same intel is far stronger evidence than one node's
         chance sequence, so it has its own weight.
     corroboration_weight : float
-        A hot node with a corroboration match in the window counts this many
+        A hot node with a corroboration match in its window counts this many
         times its node weight towards ``min_hot_nodes`` (and in the
         confidence): two corroborating stations can then make a convergence
         that needs more nodes hot on activity alone (1: no difference).
+    corroboration_ticks : int
+        Ticks a corroboration counts for its node (bonus and weight): its
+        own window, apart from ``window_ticks``. Intel reported by several
+        stations stays relevant while the incident it warns of develops,
+        longer than one activity window; too long, and nodes stay hot on old
+        intel through the onset, so the alarm comes only as an early warning.
     refire_new_nodes : int
         1: fire again as soon as the *fresh* members of the window set
         converge by themselves (weighted count, confidence and groups as
@@ -412,6 +420,9 @@ class MeterParams:
     # score_threshold 4.5 with persistence 4 of 5 did a little better there
     # (373/392, 249/392) but lowered the out-of-sample NAB score from -18.0
     # to -32.8 (2,188 false alarms), so the per-node test stays as it was.
+    # Fourth session: corroboration_ticks 18 (corroborations used to share
+    # the 9-tick window), on the same tuning set: 373/392 at 7/328 (12 and
+    # 15 ticks: 370 and 373; 21, 24 and 36 ticks: 371, 369 and 351).
     # hft-monte-carlo starts from these defaults (--start) and reports them
     # on its held-out set.
     tick_ns: int = 1_000_000
@@ -437,6 +448,7 @@ class MeterParams:
     pattern_bonus: float = 0.0
     corroboration_bonus: float = 8.0
     corroboration_weight: float = 3.0
+    corroboration_ticks: int = 18
     refire_new_nodes: int = 1
     smoothing: float = 0.461
     detector: str = "both"
@@ -559,6 +571,7 @@ def _compile(params: MeterParams) -> "_meter.MeterConfig":
         pattern_bonus=params.pattern_bonus,
         corroboration_bonus=params.corroboration_bonus,
         corroboration_weight=params.corroboration_weight,
+        corroboration_ticks=params.corroboration_ticks,
         refire_new_nodes=params.refire_new_nodes,
         smoothing=params.smoothing,
         detector=CHOICES["detector"].index(params.detector),
@@ -630,6 +643,7 @@ PARAM_SPACE: dict[str, ParamRange] = {
     "corroboration_bonus": ParamRange("float", 0.0, 32.0, doc="bits per corroboration in the window"),
     "corroboration_weight": ParamRange("float", 1.0, 3.0, doc="window weight of a corroborated hot node"),
     "refire_new_nodes": ParamRange("int", 0, 1, doc="fire again for a fresh quorum while converged"),
+    "corroboration_ticks": ParamRange("int", 3, 48, doc="ticks a corroboration counts for its node"),
     "node_weights": ParamRange("float", 0.5, 2.0, per_node=True),
     "node_thresholds": ParamRange("float", 4.0, 20.0, per_node=True, doc="override for 1 node in 4"),
 }
@@ -1264,10 +1278,11 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
         score = np.where(warm, _bits(z), 0.0)
         bonus = np.zeros(N)
         lo_m = max(0, t - p.window_ticks + 1)
+        lo_c = max(0, t - p.corroboration_ticks + 1)
         if mt is not None and p.pattern_bonus > 0:
             bonus = bonus + p.pattern_bonus * mt[lo_m : t + 1].sum(axis=0)
         if ct is not None and p.corroboration_bonus > 0:
-            bonus = bonus + p.corroboration_bonus * ct[lo_m : t + 1].sum(axis=0)
+            bonus = bonus + p.corroboration_bonus * ct[lo_c : t + 1].sum(axis=0)
         sraw = warm & (score >= thr)
         eraw = warm & ~sraw & (bonus > 0) & zok & (score + bonus >= thr)
         if p.detector == "cusum":
@@ -1304,7 +1319,7 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
         _ref_ewma(mean, var, count, upd, p.alpha, p.outlier_sigma, p.min_samples)
         wt = w
         if ct is not None and p.corroboration_weight != 1.0:
-            wt = np.where(ct[lo_m : t + 1].sum(axis=0) > 0, w * p.corroboration_weight, w)
+            wt = np.where(ct[lo_c : t + 1].sum(axis=0) > 0, w * p.corroboration_weight, w)
         total = sum(wt[i] for i in members)
         pos = sum(wt[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] >= 0)
         neg = sum(wt[i] * 2.0 ** (-(t - first[i]) / p.confidence_half_life) for i in members if hot_dir[i] <= 0)
