@@ -797,6 +797,27 @@ def test_corroboration_weight_lets_two_corroborated_nodes_converge():
         p.replace(corroboration_weight=0.5)
 
 
+def test_convergence_holds_while_the_confidence_decays():
+    # Nodes 0-2 burst from tick 40 to 80, nodes 3-5 join at 52. The
+    # confidence (half-life 8 ticks) falls under 0.6 from tick 46 and is back
+    # at 0.68 at 52, but the convergence never ended (3+ nodes hot to tick 60
+    # and beyond): no second alarm for the same incident. Before the hold,
+    # the meter re-armed at 46 and fired again at 52. Nodes 3-5 do fire on
+    # their own with refire_new_nodes (a fresh quorum).
+    rng = np.random.default_rng(5)
+    a = rng.poisson(20.0, size=(100, 8)).astype(np.float32)
+    a[40:80, :3] += 60.0
+    a[52:80, 3:6] += 60.0
+    for refire, want in ((0, [40]), (1, [40, 52])):
+        p = RawParams(min_samples=10, min_hot_nodes=3, convergence_threshold=0.6, confidence_half_life=8.0,
+                      refire_new_nodes=refire)
+        ref = reference_evaluate(a, None, p)
+        assert ref.alarms == want
+        assert ref.confidence[46] < 0.6 <= ref.confidence[52] and ref.weighted_count[40:60].min() >= 3
+        assert evaluate_activity(a, None, p).tolist() == want
+        assert run_steps_with_matches(a, None, p, np.zeros(a.shape))[0] == want
+
+
 def test_corroboration_ticks_is_the_corroborations_own_window():
     # Nodes 0 and 1 jump at tick 50; node 2 has no hot tick of its own. Its
     # corroboration at tick 38 makes it hot (30 bits) while the

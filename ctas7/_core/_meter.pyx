@@ -779,9 +779,13 @@ cdef int _close_tick(meter_state_t* st, const meter_cfg_t* cfg, const float* row
     # Window: weighted count of distinct hot nodes; confidence = decayed
     # weight of the dominant direction as a share of that count; the
     # dominant direction's nodes must span at least min_groups groups.
+    # The confidence is needed to converge, not to stay converged: it decays
+    # with the members' age, and a long incident would otherwise end and
+    # restart its convergence (a second alarm for the same nodes).
     _agreement(st, cfg, st.active, st.n_active, t, -(1LL << 62), &total, &conf, &n_dom)
     converged = (st.n_active > 0 and total >= cfg.min_hot_nodes - 1e-9
-                 and conf >= cfg.convergence_threshold - 1e-12 and n_dom >= cfg.min_groups)
+                 and (st.prev_converged or conf >= cfg.convergence_threshold - 1e-12)
+                 and n_dom >= cfg.min_groups)
     fired = converged and not st.prev_converged
     snap_total = total
     snap_conf = conf

@@ -122,8 +122,11 @@ which capped the confidence of an incident spanning 2-4 groups near 0.4);
 instead ``min_groups`` can require the agreeing nodes to come from several
 groups.
 
-The meter is *converged* when ``weighted_count >= min_hot_nodes``,
-``confidence >= convergence_threshold`` and the group requirement holds.
+The meter *converges* when ``weighted_count >= min_hot_nodes``,
+``confidence >= convergence_threshold`` and the group requirement holds; it
+stays converged while the count and the group requirement hold, however far
+the confidence decays (the members age; a long incident would otherwise end
+and restart its convergence, a second alarm for the same nodes).
 A :class:`~ctas7.records.Convergence` is emitted on the rising edge, and
 (``refire_new_nodes``, on by default) whenever the window set's *fresh*
 members converge by themselves: nodes outside the last firing, members that
@@ -1328,8 +1331,8 @@ def reference_evaluate(activity, groups=None, params=None, matches=None, evidenc
         n_groups = len({int(g[i]) for i in members if hot_dir[i] * (1 if up else -1) >= 0})
         if p.min_groups <= 1:
             n_groups = 1
-        conv = (bool(members) and total >= p.min_hot_nodes - 1e-9 and conf >= p.convergence_threshold - 1e-12
-                and n_groups >= p.min_groups)
+        conv = (bool(members) and total >= p.min_hot_nodes - 1e-9
+                and (prev or conf >= p.convergence_threshold - 1e-12) and n_groups >= p.min_groups)
         fire = conv and not prev
         snap = (total, conf)
         if ct is not None and (p.corroboration_bonus > 0 or p.corroboration_weight != 1.0):
