@@ -1,4 +1,5 @@
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -102,6 +103,37 @@ def test_alarms_during_a_lead_are_early_warnings_not_false_alarms():
         r = metrics.score_run(np.array(alarms), truth)
         assert (r.n_detected, r.early_alarms, r.n_alarms - r.tp_alarms - r.early_alarms) == (want[0], want[2],
                                                                                             want[1])
+
+
+def test_alarms_while_an_incident_lasts_past_its_deadline_are_late_not_false():
+    # Onset 50, deadline 60; node effects start at 50, 52 and 58 and last 10
+    # ticks (a burst: 4 decay constants of 3), so the incident goes on to
+    # tick 67 (effect_end 68). An alarm at 65 is late (a node joining a
+    # long incident): neither a detection nor spurious, nor in F1's
+    # precision; one at 68 is spurious. metrics.score_run agrees.
+    from ctas7.sim import metrics
+    from ctas7.sim.scenarios import Incident, Truth
+
+    inc = Incident(onset=50, deadline=60, nodes=(0, 1, 2), group=0, lead_ticks=0, shape="step", magnitude=1.0,
+                   duration=10, node_onsets=(50, 52, 58), node_shapes=("step", "step", "step"),
+                   node_magnitudes=(1.0,) * 3, indicators=(), indicator_ticks=())
+    assert inc.effect_end == 68
+    burst = dataclasses.replace(inc, duration=3, node_shapes=("step", "burst", "step"))
+    assert burst.effect_end == max(50 + 3, 52 + 12, 58 + 3)
+    truth = Truth(name="fake", seed=0, null=False, tick_ns=60_000_000_000, n_ticks=100, n_nodes=4,
+                  groups=(0, 0, 0, 0), group_names=("g",), quorum=3, incidents=(inc,), decoys=())
+    case = _case([(50, 60)])
+    case.truth = truth
+    for alarms, want in (([65], (0, 0, 0, 1)), ([55, 61, 67, 68], (1, 1, 0, 2)), ([30, 59], (1, 1, 0, 0))):
+        c = evaluate_cases([case], [], params=None, evaluate=lambda *a, al=alarms: np.array(al, np.int64))
+        assert (c.detected, c.spurious_alarms, c.early_alarms, c.late_alarms) == want
+        assert c.spurious_runs == (want[1] > 0)
+        r = metrics.score_run(np.array(alarms), truth)
+        assert (r.n_detected, r.late_alarms) == (want[0], want[3])
+        assert r.n_alarms - r.tp_alarms - r.early_alarms - r.late_alarms == want[1]
+        f1 = metrics.Tally()
+        f1.add(np.array(alarms), truth)
+        assert f1.report().precision == (r.tp_alarms / (r.tp_alarms + want[1]) if r.tp_alarms + want[1] else 1.0)
 
 
 def test_summary_agrees_with_the_metrics_module():

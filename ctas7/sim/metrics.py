@@ -16,8 +16,10 @@ Definitions
 * **F1**: an alarm inside some incident window is a true positive (TP);
   an alarm in no window but during an incident's lead (from its first
   indicator, ``onset - lead_ticks``, to ``onset - 1``) is an *early
-  warning*, neither TP nor FP; any other alarm (in incident or null runs)
-  is a false positive (FP); a missed incident is a false negative (FN).
+  warning*, and one after an incident's deadline while its effect lasts
+  (to ``effect_end - 1``: a long or spreading incident, new nodes joining)
+  a *late alarm*, neither TP nor FP; any other alarm (in incident or null
+  runs) is a false positive (FP); a missed incident is a false negative (FN).
   Precision = TP alarms / (TP + FP alarms),
   recall = detected incidents / incidents (the detection rate), F1 = their
   harmonic mean. Several alarms in one window are all TP, so this is the
@@ -219,6 +221,9 @@ class RunScore:
         Alarms, and those inside some incident window.
     early_alarms : int
         Alarms in no window but during an incident's lead (early warnings).
+    late_alarms : int
+        Alarms in no window nor lead, after an incident's deadline while its
+        effect lasts.
     null : bool
         The run has no incident.
     node_hours : float
@@ -234,6 +239,7 @@ class RunScore:
     null: bool
     node_hours: float
     early_alarms: int = 0
+    late_alarms: int = 0
 
 
 def _alarm_array(alarms, n_ticks: int) -> np.ndarray:
@@ -264,6 +270,25 @@ def in_lead(alarms: np.ndarray, incidents) -> np.ndarray:
         lo, hi = np.searchsorted(alarms, [inc.onset - int(getattr(inc, "lead_ticks", 0)), inc.onset], side="left")
         early[int(lo) : int(hi)] = True
     return early
+
+
+def in_late_effect(alarms: np.ndarray, incidents) -> np.ndarray:
+    """Which of the sorted alarm ticks fall after some incident's deadline
+    while its effect lasts (``deadline + 1`` to ``effect_end - 1``): late
+    alarms of a long or spreading incident. Incidents without an
+    ``effect_end`` have none.
+
+    >>> from types import SimpleNamespace as I
+    >>> in_late_effect(np.array([3, 8, 10, 12]), [I(deadline=8, effect_end=11)]).tolist()
+    [False, False, True, False]
+    """
+    late = np.zeros(alarms.shape[0], dtype=bool)
+    for inc in incidents:
+        end = getattr(inc, "effect_end", None)
+        if end is not None:
+            lo, hi = np.searchsorted(alarms, [inc.deadline + 1, int(end)], side="left")
+            late[int(lo) : int(hi)] = True
+    return late
 
 
 def score_run(alarms, truth) -> RunScore:
@@ -300,7 +325,8 @@ def score_run(alarms, truth) -> RunScore:
         if i < a.size and a[i] <= inc.deadline:
             ttd.append(int(a[i]) - inc.onset)
         in_window[i : int(np.searchsorted(a, inc.deadline, side="right"))] = True
-    early = in_lead(a, truth.incidents)
+    early = in_lead(a, truth.incidents) & ~in_window
+    late = in_late_effect(a, truth.incidents) & ~in_window & ~early
     return RunScore(
         n_incidents=len(truth.incidents),
         n_detected=len(ttd),
@@ -310,7 +336,8 @@ def score_run(alarms, truth) -> RunScore:
         tp_alarms=int(in_window.sum()),
         null=len(truth.incidents) == 0,
         node_hours=float(truth.node_hours),
-        early_alarms=int((early & ~in_window).sum()),
+        early_alarms=int(early.sum()),
+        late_alarms=int(late.sum()),
     )
 
 
@@ -416,7 +443,7 @@ def _report(scores, detection_target, false_alarm_target) -> DetectionReport:
     n_null_alarmed = sum(1 for s in nulls if s.n_alarms)
     null_alarms = sum(s.n_alarms for s in nulls)
     null_hours = sum(s.node_hours for s in nulls)
-    n_alarms = sum(s.n_alarms - s.early_alarms for s in scores)
+    n_alarms = sum(s.n_alarms - s.early_alarms - s.late_alarms for s in scores)
     tp = sum(s.tp_alarms for s in scores)
     precision, recall, f1 = f1_score(tp, n_alarms, n_det, n_inc)
     ttd_ticks = tuple(t for s in scores for t in s.ttd_ticks)

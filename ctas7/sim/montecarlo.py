@@ -529,10 +529,11 @@ class Counts:
     incidents: int = 0
     detected: int = 0
     incident_runs: int = 0
-    spurious_runs: int = 0  # incident runs with an alarm outside every window (and every lead)
+    spurious_runs: int = 0  # incident runs with an alarm outside every window, lead and late effect
     spurious_alarms: int = 0
     window_alarms: int = 0  # alarms inside some incident window (true positives)
     early_alarms: int = 0  # alarms during an incident's lead, before its onset (early warnings)
+    late_alarms: int = 0  # alarms after an incident's deadline while its effect lasts
     null_runs: int = 0
     null_alarm_runs: int = 0
     null_alarms: int = 0
@@ -541,7 +542,7 @@ class Counts:
 
     def add(self, other: "Counts") -> "Counts":
         for name in ("incidents", "detected", "incident_runs", "spurious_runs", "spurious_alarms",
-                     "window_alarms", "early_alarms", "null_runs", "null_alarm_runs", "null_alarms", "null_node_hours"):
+                     "window_alarms", "early_alarms", "late_alarms", "null_runs", "null_alarm_runs", "null_alarms", "null_node_hours"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.delays_s.extend(other.delays_s)
         return self
@@ -568,12 +569,13 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
     An incident is detected when an alarm falls in ``onset..deadline``
     (inclusive); its delay is the first such alarm's tick minus the onset.
     An alarm during an incident's lead (from its first indicator to just
-    before its onset, ``case.truth``) is an early warning: it neither
-    detects the incident nor counts as spurious (nor in F1's precision).
-    Other alarms outside every window of an incident run are spurious. A
+    before its onset, ``case.truth``) is an early warning, and one after
+    its deadline while its effect lasts a late alarm: neither detects the
+    incident nor counts as spurious (nor in F1's precision). Other alarms
+    outside every window of an incident run are spurious. A
     case's ``evidence`` and ``corroboration`` (if any) are passed on.
     """
-    from ctas7.sim.metrics import in_lead
+    from ctas7.sim.metrics import in_late_effect, in_lead
 
     if evaluate is None:
         from ctas7.stages.meter import evaluate_activity as evaluate
@@ -595,11 +597,15 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
                 c.delays_s.append((int(alarms[lo]) - onset) * case.tick_ns / 1e9)
                 inside[lo:hi] = True
         n_in = int(np.count_nonzero(inside))
-        early = in_lead(alarms, case.truth.incidents if case.truth is not None else ())
-        n_early = int(np.count_nonzero(early & ~inside))
-        n_out = int(alarms.shape[0]) - n_in - n_early
+        truth = case.truth.incidents if case.truth is not None else ()
+        early = in_lead(alarms, truth) & ~inside
+        late = in_late_effect(alarms, truth) & ~inside & ~early
+        n_early = int(np.count_nonzero(early))
+        n_late = int(np.count_nonzero(late))
+        n_out = int(alarms.shape[0]) - n_in - n_early - n_late
         c.window_alarms += n_in
         c.early_alarms += n_early
+        c.late_alarms += n_late
         c.spurious_alarms += n_out
         c.spurious_runs += n_out > 0
     for case in null:
@@ -651,6 +657,7 @@ def summarize(c: Counts) -> dict:
         "spurious_runs": c.spurious_runs,
         "spurious_alarms": c.spurious_alarms,
         "early_alarms": c.early_alarms,
+        "late_alarms": c.late_alarms,
         "run_false_alarm_rate": fa_runs / all_runs if all_runs else float("nan"),
         "alarms_per_node_hour": c.null_alarms / c.null_node_hours if c.null_node_hours else float("nan"),
         "ttd_median_s": float(np.median(d)) if d.size else float("nan"),

@@ -424,6 +424,13 @@ class Incident:
     indicators: tuple
     indicator_ticks: tuple
 
+    @property
+    def effect_end(self) -> int:
+        """First tick after every involved node's effect (a burst lasts 4
+        decay constants): the incident is still going on before it."""
+        return max(o + (4 * self.duration if s == "burst" else self.duration)
+                   for o, s in zip(self.node_onsets, self.node_shapes))
+
 
 @dataclass(frozen=True)
 class Decoy:
