@@ -428,8 +428,7 @@ class Incident:
     def effect_end(self) -> int:
         """First tick after every involved node's effect (a burst lasts 4
         decay constants): the incident is still going on before it."""
-        return max(o + (4 * self.duration if s == "burst" else self.duration)
-                   for o, s in zip(self.node_onsets, self.node_shapes))
+        return max(o + effect_length(s, self.duration) for o, s in zip(self.node_onsets, self.node_shapes))
 
 
 @dataclass(frozen=True)
@@ -992,11 +991,17 @@ class Scenario:
                 lead = min(start, int(rng.integers(spec.lead[0], spec.lead[1] + 1)))
                 emitted = codes[:-1]
                 ticks = _emit_indicators(rng, ind, emitted, nodes, start, lead, full_length=len(codes))
-            end = min(T, start + (4 * duration if shape == "burst" else duration))
+            end = min(T, start + effect_length(shape, duration))
             out.append(
                 Decoy("near_miss", start, end, tuple(nodes.tolist()), shape, round(magnitude, 6), emitted, ticks)
             )
         return tuple(out)
+
+
+def effect_length(shape: str, duration: int) -> int:
+    """Ticks an effect of ``shape`` lasts: ``duration``, or 4 decay
+    constants for a burst."""
+    return 4 * duration if shape == "burst" else duration
 
 
 def _apply(rng, counts, lam, node, start, shape, m, duration, ramp):
@@ -1004,7 +1009,7 @@ def _apply(rng, counts, lam, node, start, shape, m, duration, ramp):
     T = counts.shape[0]
     if start >= T:
         return
-    end = min(T, start + (4 * duration if shape == "burst" else duration))
+    end = min(T, start + effect_length(shape, duration))
     col = counts[start:end, node]
     base = lam[start:end, node]
     t = np.arange(end - start, dtype=np.float64)
