@@ -818,6 +818,16 @@ def test_convergence_holds_while_the_confidence_decays():
         assert run_steps_with_matches(a, None, p, np.zeros(a.shape))[0] == want
 
 
+def two_jump_one_dips():
+    """Poisson(20) activity, 60 ticks x 5 nodes: nodes 0 and 1 jump by 60 at
+    ticks 50-53, node 2 dips to 14 there (no surprisal worth a hot tick)."""
+    rng = np.random.default_rng(8)
+    a = rng.poisson(20.0, size=(60, 5)).astype(np.float32)
+    a[50:54, [0, 1]] += 60.0
+    a[50:54, 2] = 14.0
+    return a
+
+
 def test_corroboration_ticks_is_the_corroborations_own_window():
     # Nodes 0 and 1 jump at tick 50; node 2 has no hot tick of its own. Its
     # corroboration at tick 38 makes it hot (30 bits) while the
@@ -826,10 +836,7 @@ def test_corroboration_ticks_is_the_corroborations_own_window():
     # for 9 ticks or more (ticks 38-46), not for 8. A pattern match at tick
     # 38 never does (pattern matches keep window_ticks). Same in the
     # reference, evaluate_activity and the streaming core.
-    rng = np.random.default_rng(8)
-    a = rng.poisson(20.0, size=(60, 5)).astype(np.float32)
-    a[50:54, [0, 1]] += 60.0
-    a[50:54, 2] = 14.0
+    a = two_jump_one_dips()
     p = RawParams(min_samples=10, window_ticks=5, min_hot_nodes=3, corroboration_bonus=30.0,
                   confidence_half_life=1e6)
     cor = np.zeros(a.shape, np.uint32)
@@ -970,10 +977,7 @@ def test_evidence_hot_nodes_are_neutral_on_direction():
     # worth a hot tick) but is corroborated: it joins the upward convergence
     # (state HIGH, direction 0; as a "down" node it would cap the confidence
     # at 2/3), in every implementation.
-    rng = np.random.default_rng(8)
-    a = rng.poisson(20.0, size=(60, 5)).astype(np.float32)
-    a[50:54, [0, 1]] += 60.0
-    a[50:54, 2] = 14.0
+    a = two_jump_one_dips()
     p = RawParams(min_samples=10, window_ticks=5, min_hot_nodes=3, convergence_threshold=0.95,
                   corroboration_bonus=30.0)
     cor = np.zeros(a.shape, np.uint32)
