@@ -287,7 +287,7 @@ def test_deterministic_and_independent_of_scheduling(tmp_path):
     assert ta == (tmp_path / "b" / mc.RESULTS_FILE).read_text()
     assert (tmp_path / "a" / mc.REFINED_FILE).read_text() == (tmp_path / "b" / mc.REFINED_FILE).read_text()
     assert _same(a.validation, b.validation) and _same(a.best, b.best)
-    c = mc.monte_carlo(6, cores=1, out=tmp_path / "c", **{**kw, "seed": 6})
+    mc.monte_carlo(6, cores=1, out=tmp_path / "c", **{**kw, "seed": 6})
     assert (tmp_path / "c" / mc.RESULTS_FILE).read_text() != ta
 
 
@@ -404,7 +404,7 @@ def test_original_command_through_ctas7_intel(tmp_path, capsys):
 
 
 def test_perturb_is_a_pure_local_step():
-    from ctas7.stages.meter import PARAM_SPACE, MeterParams
+    from ctas7.stages.meter import PARAM_SPACE
 
     base = mc.sample_params(3, 17)
     a = [mc.perturb(base, 3, 0, 17, j) for j in range(40)]

@@ -6,7 +6,6 @@ backend; a cell that raises fails the test. The notebooks are stored
 without outputs or execution counts so they read well in a diff.
 """
 
-import os
 import sys
 from pathlib import Path
 

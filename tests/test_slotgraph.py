@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from ctas7 import checks
 from ctas7._core import _slotgraph
 from ctas7.events import KIND_HEARTBEAT, empty, make_events
-from ctas7.sim.synthetic import batches, synthetic_stream
+from ctas7.sim.synthetic import batches
 from ctas7.stage import Frame
 from ctas7.stages.slotgraph import (
     COMEBACK,
