@@ -1368,6 +1368,20 @@ def _rebuild_core(config, groups, max_gap_ticks, max_nodes):
 # Batch entry points
 # ---------------------------------------------------------------------------
 
+cdef inline void _slide(uint32_t* win, const uint32_t* m, Py_ssize_t t, int64_t width,
+                        Py_ssize_t n) noexcept nogil:
+    """Per-node match counts over rows ``[t - width + 1, t]`` of ``m``
+    (``n`` nodes a row): row ``t`` enters, row ``t - width`` leaves."""
+    cdef Py_ssize_t i
+    cdef const uint32_t* row = m + t * n
+    for i in range(n):
+        win[i] += row[i]
+    if t >= width:
+        row = m + (t - width) * n
+        for i in range(n):
+            win[i] -= row[i]
+
+
 def evaluate_activity(const float[:, ::1] activity,  # IN
                       groups, MeterConfig config not None,
                       const uint32_t[:, ::1] evidence=None,  # IN
@@ -1390,7 +1404,6 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
     cdef int64_t W = config.cfg.window_ticks, Wc = config.cfg.corroboration_ticks
     cdef const uint32_t* ev = NULL
     cdef const uint32_t* cv = NULL
-    cdef const uint32_t* old
     cdef const uint32_t* cur
     g = _groups_array(groups)
     if g.shape[0] and g.shape[0] != N:
@@ -1418,26 +1431,15 @@ def evaluate_activity(const float[:, ::1] activity,  # IN
             err = 1
         elif use:
             for t in range(T):
-                # Window [t - W + 1, t]: row t enters, row t - W leaves
-                # (corroborations: their own window of Wc ticks).
+                # Pattern matches count for W ticks, corroborations for Wc.
                 if ev != NULL:
-                    cur = ev + t * N
-                    for i in range(N):
-                        st.mwin[i] += cur[i]
-                    if t >= W:
-                        old = ev + (t - W) * N
-                        for i in range(N):
-                            st.mwin[i] -= old[i]
+                    _slide(st.mwin, ev, t, W, N)
                 if cv != NULL:
+                    _slide(st.cwin, cv, t, Wc, N)
                     cur = cv + t * N
                     for i in range(N):
-                        st.cwin[i] += cur[i]
                         if cur[i]:
                             st.ctick[i] = t
-                    if t >= Wc:
-                        old = cv + (t - Wc) * N
-                        for i in range(N):
-                            st.cwin[i] -= old[i]
                 r = _close_tick(&st, &config.cfg, base + t * N, t)
                 if r < 0:
                     err = 1

@@ -70,6 +70,8 @@ __all__ = [
     "RunScore",
     "score_run",
     "in_lead",
+    "in_late_effect",
+    "early_and_late",
     "Tally",
     "DetectionReport",
     "evaluate",
@@ -291,6 +293,21 @@ def in_late_effect(alarms: np.ndarray, incidents) -> np.ndarray:
     return late
 
 
+def early_and_late(alarms: np.ndarray, incidents, in_window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The early warnings and the late alarms among sorted alarm ticks, given
+    which are inside some incident window: a window alarm is neither, an
+    early warning is not also late.
+
+    >>> from types import SimpleNamespace as I
+    >>> inc = I(onset=10, deadline=14, lead_ticks=4, effect_end=20)
+    >>> a = np.array([3, 8, 12, 16, 22])
+    >>> [m.tolist() for m in early_and_late(a, [inc], (a >= 10) & (a <= 14))]
+    [[False, True, False, False, False], [False, False, False, True, False]]
+    """
+    early = in_lead(alarms, incidents) & ~in_window
+    return early, in_late_effect(alarms, incidents) & ~in_window & ~early
+
+
 def score_run(alarms, truth) -> RunScore:
     """Score one run's alarms against its ground truth.
 
@@ -325,8 +342,7 @@ def score_run(alarms, truth) -> RunScore:
         if i < a.size and a[i] <= inc.deadline:
             ttd.append(int(a[i]) - inc.onset)
         in_window[i : int(np.searchsorted(a, inc.deadline, side="right"))] = True
-    early = in_lead(a, truth.incidents) & ~in_window
-    late = in_late_effect(a, truth.incidents) & ~in_window & ~early
+    early, late = early_and_late(a, truth.incidents, in_window)
     return RunScore(
         n_incidents=len(truth.incidents),
         n_detected=len(ttd),

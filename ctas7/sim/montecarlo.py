@@ -541,9 +541,9 @@ class Counts:
     delays_s: list = field(default_factory=list)
 
     def add(self, other: "Counts") -> "Counts":
-        for name in ("incidents", "detected", "incident_runs", "spurious_runs", "spurious_alarms", "window_alarms",
-                     "early_alarms", "late_alarms", "null_runs", "null_alarm_runs", "null_alarms", "null_node_hours"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in self.__dataclass_fields__:
+            if name != "delays_s":
+                setattr(self, name, getattr(self, name) + getattr(other, name))
         self.delays_s.extend(other.delays_s)
         return self
 
@@ -575,7 +575,7 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
     outside every window of an incident run are spurious. A
     case's ``evidence`` and ``corroboration`` (if any) are passed on.
     """
-    from ctas7.sim.metrics import in_late_effect, in_lead
+    from ctas7.sim.metrics import early_and_late
 
     if evaluate is None:
         from ctas7.stages.meter import evaluate_activity as evaluate
@@ -597,9 +597,7 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
                 c.delays_s.append((int(alarms[lo]) - onset) * case.tick_ns / 1e9)
                 inside[lo:hi] = True
         n_in = int(np.count_nonzero(inside))
-        incidents = case.truth.incidents if case.truth is not None else ()
-        early = in_lead(alarms, incidents) & ~inside
-        late = in_late_effect(alarms, incidents) & ~inside & ~early
+        early, late = early_and_late(alarms, case.truth.incidents if case.truth is not None else (), inside)
         n_early = int(np.count_nonzero(early))
         n_late = int(np.count_nonzero(late))
         n_out = int(alarms.shape[0]) - n_in - n_early - n_late
