@@ -250,6 +250,10 @@ def test_cli_caps_cores_with_one_line_and_writes_outputs(tmp_path, capsys):
     assert isinstance(summary["targets_met"], bool)
     assert ("NO sampled point" in summary["verdict"]) == (not summary["targets_met"])
     assert summary["held_out"] == {"incident_runs": 6, "null_runs": 6}
+    best_v = summary["best"]
+    assert f"in {best_v['null_decoy_quorum_runs']}/6 held-out null runs; {best_v['null_decoy_alarm_runs']} of the " \
+           f"{best_v['null_alarm_runs']} alarmed" in summary["decoys"]
+    assert best_v["null_decoy_alarm_runs"] <= min(best_v["null_decoy_quorum_runs"], best_v["null_alarm_runs"])
     # Outputs parse: the table, validation, summary and the best parameters.
     cols, rows = mc.read_results(out / mc.RESULTS_FILE)
     assert [r["run_id"] for r in rows] == [0, 1, 2, 3]
@@ -277,6 +281,7 @@ def test_rich_summary(tmp_path, capsys):
     rc = _run(["--runs", "2", "--parallel", "false", "--out", str(tmp_path / "o"), *SMALL])
     out = capsys.readouterr().out
     assert rc == 0 and "Held-out validation" in out and ("targets met" in out or "NO sampled point" in out)
+    assert "chosen point: decoys alone put" in out
 
 
 def test_deterministic_and_independent_of_scheduling(tmp_path):
@@ -576,3 +581,24 @@ def test_resume_rejects_a_search_with_other_playbooks(tmp_path, capsys):
     assert _run(["--runs", "2", *SMALL, "--out", str(out), "--parallel", "false", "--refine-rounds", "0",
                  "--json", "--resume", "--no-playbooks"]) == 2
     assert "playbooks" in capsys.readouterr().err
+
+
+def test_null_alarms_on_decoy_coincidences_are_counted_when_asked():
+    # A near miss on nodes 0-1 over [20, 30) and a spike on node 3 at 33:
+    # with a 9-tick window, decoys alone fill a 3-node window at ticks
+    # 33..37 (the near miss reaches 37, the spike 33..41).
+    from ctas7.sim.scenarios import Decoy, Truth
+
+    decoys = (Decoy("near_miss", 20, 30, (0, 1), "step", 1.0), Decoy("spike", 33, 34, (3,), "step", 5.0))
+    case = _case([])
+    case.truth = Truth(name="fake", seed=0, null=True, tick_ns=60_000_000_000, n_ticks=100, n_nodes=4,
+                       groups=(0, 0, 0, 0), group_names=("g",), quorum=3, incidents=(), decoys=decoys)
+    for alarms, want in (([], (1, 0)), ([35, 80], (1, 1)), ([80, 35], (1, 0)), ([38], (1, 0))):
+        c = evaluate_cases([], [case], None, evaluate=lambda *a, al=alarms: np.array(al, np.int64), decoys=(9, 3))
+        assert (c.null_decoy_quorum_runs, c.null_decoy_alarm_runs) == want, alarms
+    c = evaluate_cases([], [case], None, evaluate=lambda *a: np.array([35]), decoys=(2, 3))
+    assert (c.null_decoy_quorum_runs, c.null_decoy_alarm_runs) == (0, 0)
+    c = evaluate_cases([], [case], None, evaluate=lambda *a: np.array([35]))
+    assert (c.null_decoy_quorum_runs, c.null_decoy_alarm_runs) == (0, 0)  # not asked: the search's hot loop
+    s = mc.summarize(evaluate_cases([], [case], None, evaluate=lambda *a: np.array([35]), decoys=(9, 3)))
+    assert (s["null_decoy_quorum_runs"], s["null_decoy_alarm_runs"]) == (1, 1)

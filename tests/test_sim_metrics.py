@@ -241,3 +241,32 @@ def test_tally_merge_matches_single_pass():
     assert single.ttd_s == tuple([60.0] * 6)
     with pytest.raises(TypeError):
         M.Tally().add_score("x")
+
+
+@given(st.lists(st.tuples(st.integers(-5, 60), st.integers(1, 12), st.lists(st.integers(0, 6), min_size=1, max_size=2)),
+                max_size=5),
+       st.integers(1, 12), st.integers(1, 4))
+def test_decoy_quorum_matches_a_tick_by_tick_count(decoys, window, quorum):
+    # Brute force: at tick t, the distinct nodes some decoy affects in
+    # t - window + 1 .. t.
+    from types import SimpleNamespace
+
+    ds = [SimpleNamespace(start=s, end=s + n, nodes=tuple(nodes)) for s, n, nodes in decoys]
+    got = M.decoy_quorum(ds, 50, window, quorum)
+    for t in range(50):
+        nodes = {nd for d in ds for nd in d.nodes
+                 if any(d.start <= u < d.end for u in range(max(0, t - window + 1), t + 1))}
+        assert got[t] == (len(nodes) >= quorum), t
+
+
+def test_decoy_quorum_rejects_an_empty_window():
+    with pytest.raises(ValueError, match="window_ticks"):
+        M.decoy_quorum([], 10, 0)
+
+
+def test_scenario_null_runs_offer_decoy_coincidences():
+    # Near misses (one or two nodes with the incident's shape) and spikes
+    # overlap in some null runs: decoys alone then make a 3-node window.
+    sc = get("boston_marathon_2013")
+    hits = [M.decoy_quorum(sc.generate(seed, null=True).truth.decoys, sc.n_ticks, 9).any() for seed in range(40)]
+    assert 0 < sum(hits) < 40

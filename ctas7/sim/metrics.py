@@ -72,6 +72,7 @@ __all__ = [
     "in_lead",
     "in_late_effect",
     "early_and_late",
+    "decoy_quorum",
     "Tally",
     "DetectionReport",
     "evaluate",
@@ -306,6 +307,54 @@ def early_and_late(alarms: np.ndarray, incidents, in_window: np.ndarray) -> tupl
     """
     early = in_lead(alarms, incidents) & ~in_window
     return early, in_late_effect(alarms, incidents) & ~in_window & ~early
+
+
+def decoy_quorum(decoys, n_ticks: int, window_ticks: int, quorum: int = 3) -> np.ndarray:
+    """Ticks at which decoys alone put ``quorum`` distinct nodes into one
+    convergence window: at tick ``t``, the nodes some decoy affects within
+    ``t - window_ticks + 1 .. t``.
+
+    The scenarios' near misses take an incident's shape on one or two nodes
+    and spikes burst one node, so a near miss overlapping a spike or a
+    second near miss looks like an incident of ``quorum`` nodes. A null-run
+    alarm at such a tick is still a false alarm; this tells how often the
+    null runs offer one, and which false alarms fell on one.
+
+    Parameters
+    ----------
+    decoys : iterable
+        Objects with ``start``, ``end`` (affected ticks ``[start, end)``)
+        and ``nodes`` (:class:`~ctas7.sim.scenarios.Decoy`).
+    n_ticks, window_ticks : int
+        Run length and convergence window (``MeterParams.window_ticks``).
+    quorum : int
+        Distinct nodes that make a quorum (the meter's ``min_hot_nodes``).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_ticks,)
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as D
+    >>> near_miss, spike = D(start=10, end=20, nodes=(1, 2)), D(start=24, end=25, nodes=(7,))
+    >>> np.flatnonzero(decoy_quorum([near_miss, spike], 40, 9)).tolist()
+    [24, 25, 26, 27]
+    >>> decoy_quorum([near_miss, spike], 40, 4).any()
+    np.False_
+    """
+    if window_ticks < 1:
+        raise ValueError(f"window_ticks must be >= 1, got {window_ticks}")
+    reach: dict = {}
+    for d in decoys:
+        lo, hi = max(0, int(d.start)), min(int(n_ticks), int(d.end) + int(window_ticks) - 1)
+        for node in d.nodes:
+            if hi > lo:
+                col = reach.setdefault(int(node), np.zeros(int(n_ticks), dtype=bool))
+                col[lo:hi] = True
+    if len(reach) < quorum:
+        return np.zeros(int(n_ticks), dtype=bool)
+    return np.add.reduce([c.astype(np.int32) for c in reach.values()]) >= quorum
 
 
 def score_run(alarms, truth) -> RunScore:

@@ -538,6 +538,10 @@ class Counts:
     null_alarm_runs: int = 0
     null_alarms: int = 0
     null_node_hours: float = 0.0
+    # with evaluate_cases(decoy_window=...): null runs whose decoys put a
+    # quorum of nodes into one window, and those whose first alarm fell there
+    null_decoy_quorum_runs: int = 0
+    null_decoy_alarm_runs: int = 0
     delays_s: list = field(default_factory=list)
 
     def add(self, other: "Counts") -> "Counts":
@@ -563,7 +567,8 @@ def _alarms_of(evaluate, case: Case, params):
     return evaluate(case.activity, case.groups, params, evidence=case.evidence, corroboration=case.corroboration)
 
 
-def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None) -> Counts:
+def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None,
+                   decoys: tuple[int, int] | None = None) -> Counts:
     """Run one parameter point over cases and tally detections and alarms.
 
     An incident is detected when an alarm falls in ``onset..deadline``
@@ -574,8 +579,13 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
     incident nor counts as spurious (nor in F1's precision). Other alarms
     outside every window of an incident run are spurious. A
     case's ``evidence`` and ``corroboration`` (if any) are passed on.
+
+    Given ``decoys = (window_ticks, quorum)`` (:func:`decoy_quorum_of` a
+    point), null runs are also checked for decoy coincidences
+    (:func:`ctas7.sim.metrics.decoy_quorum`): how many offer one, and how
+    many alarmed first on one. The search leaves this off.
     """
-    from ctas7.sim.metrics import early_and_late
+    from ctas7.sim.metrics import decoy_quorum, early_and_late
 
     if evaluate is None:
         from ctas7.stages.meter import evaluate_activity as evaluate
@@ -612,7 +622,23 @@ def evaluate_cases(incident: list[Case], null: list[Case], params, evaluate=None
         c.null_alarms += len(alarms)
         c.null_alarm_runs += len(alarms) > 0
         c.null_node_hours += case.node_hours
+        if decoys is not None and case.truth is not None:
+            quorum = decoy_quorum(case.truth.decoys, case.activity.shape[0], *decoys)
+            c.null_decoy_quorum_runs += bool(quorum.any())
+            c.null_decoy_alarm_runs += len(alarms) > 0 and bool(quorum[int(alarms[0])])
     return c
+
+
+def decoy_quorum_of(params) -> tuple[int, int]:
+    """``(window_ticks, nodes)``: the window and the node count in which
+    decoys alone could make a convergence of ``params`` (its
+    ``min_hot_nodes``, rounded up; node weights aside).
+
+    >>> from ctas7.stages.meter import MeterParams
+    >>> decoy_quorum_of(MeterParams(window_ticks=9, min_hot_nodes=2.5))
+    (9, 3)
+    """
+    return int(params.window_ticks), max(1, math.ceil(params.min_hot_nodes - 1e-9))
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
@@ -656,6 +682,8 @@ def summarize(c: Counts) -> dict:
         "spurious_alarms": c.spurious_alarms,
         "early_alarms": c.early_alarms,
         "late_alarms": c.late_alarms,
+        "null_decoy_quorum_runs": c.null_decoy_quorum_runs,
+        "null_decoy_alarm_runs": c.null_decoy_alarm_runs,
         "run_false_alarm_rate": fa_runs / all_runs if all_runs else float("nan"),
         "alarms_per_node_hour": c.null_alarms / c.null_node_hours if c.null_node_hours else float("nan"),
         "ttd_median_s": float(np.median(d)) if d.size else float("nan"),
@@ -722,7 +750,7 @@ def _refine_chunk(spec: SearchSpec, items: list) -> list:
 
 def _validate_shard(spec: SearchSpec, shard: int, items: list) -> dict:
     inc, null = _cached_cases(spec, "validation", shard)
-    return {int(i): evaluate_cases(inc, null, p).to_dict() for i, p in items}
+    return {int(i): evaluate_cases(inc, null, p, decoys=decoy_quorum_of(p)).to_dict() for i, p in items}
 
 
 def perturb(params, seed: int, round_: int, parent: int, j: int):
@@ -1356,6 +1384,10 @@ def monte_carlo(
         "false_alarm_target_met": bool(fa_ok),
         "detection_target_met": bool(det_ok),
         "verdict": verdict,
+        "decoys": (f"decoys alone put {decoy_quorum_of(params)[1]} nodes into one {decoy_quorum_of(params)[0]}-tick "
+                   f"window in {best['null_decoy_quorum_runs']}/{best['null_runs']} held-out null runs; "
+                   f"{best['null_decoy_alarm_runs']} of the {best['null_alarm_runs']} alarmed ones first alarmed "
+                   "there"),
         "best": {**best, "params": params.to_dict()},
         "start": next(({k: v[k] for k in ("run_id", "detected", "incidents", "detection_lo", "null_alarm_runs",
                                            "null_runs", "false_alarm_hi")} for v in validation if v["start"]), None),
@@ -1448,6 +1480,7 @@ def _print_summary(summary: dict, validation: list) -> None:
         console.print(f"incumbent (--start, run {s['run_id']}): {s['detected']}/{s['incidents']} detected, "
                       f"{s['null_alarm_runs']}/{s['null_runs']} null runs alarmed")
     console.print(("[green]" if summary["targets_met"] else "[bold red]") + summary["verdict"])
+    console.print(f"chosen point: {summary['decoys']}")
     console.print("* = chosen: the largest detection lower bound with a false-alarm upper bound <= "
                   f"{FALSE_ALARM_TARGET} (else the smallest false-alarm upper bound)")
     if "files" in summary:
