@@ -345,16 +345,15 @@ def decoy_quorum(decoys, n_ticks: int, window_ticks: int, quorum: int = 3) -> np
     """
     if window_ticks < 1:
         raise ValueError(f"window_ticks must be >= 1, got {window_ticks}")
-    reach: dict = {}
+    reach: dict = {}  # node -> ticks whose window it is affected in (overlapping decoys count once)
     for d in decoys:
         lo, hi = max(0, int(d.start)), min(int(n_ticks), int(d.end) + int(window_ticks) - 1)
         for node in d.nodes:
-            if hi > lo:
-                col = reach.setdefault(int(node), np.zeros(int(n_ticks), dtype=bool))
-                col[lo:hi] = True
-    if len(reach) < quorum:
-        return np.zeros(int(n_ticks), dtype=bool)
-    return np.add.reduce([c.astype(np.int32) for c in reach.values()]) >= quorum
+            reach.setdefault(int(node), np.zeros(int(n_ticks), dtype=bool))[lo:hi] = True
+    count = np.zeros(int(n_ticks), dtype=np.int32)
+    for ticks in reach.values():
+        count += ticks
+    return count >= quorum
 
 
 def score_run(alarms, truth) -> RunScore:

@@ -538,7 +538,7 @@ class Counts:
     null_alarm_runs: int = 0
     null_alarms: int = 0
     null_node_hours: float = 0.0
-    # with evaluate_cases(decoy_window=...): null runs whose decoys put a
+    # with evaluate_cases(decoys=...): null runs whose decoys put a
     # quorum of nodes into one window, and those whose first alarm fell there
     null_decoy_quorum_runs: int = 0
     null_decoy_alarm_runs: int = 0
@@ -1361,6 +1361,7 @@ def monte_carlo(
                    f"{best['detection_lo']:.3f} (target {DETECTION_TARGET}) and false-alarm upper bound "
                    f"{best['false_alarm_hi']:.3f} (target {FALSE_ALARM_TARGET})")
     params = point[best["run_id"]] if best["run_id"] in point else spec.params(best["run_id"])
+    decoy_window, decoy_nodes = decoy_quorum_of(params)
     summary = {
         "complete": True,
         "runs": runs,
@@ -1384,8 +1385,8 @@ def monte_carlo(
         "false_alarm_target_met": bool(fa_ok),
         "detection_target_met": bool(det_ok),
         "verdict": verdict,
-        "decoys": (f"decoys alone put {decoy_quorum_of(params)[1]} nodes into one {decoy_quorum_of(params)[0]}-tick "
-                   f"window in {best['null_decoy_quorum_runs']}/{best['null_runs']} held-out null runs; "
+        "decoys": (f"decoys alone put {decoy_nodes} nodes into one {decoy_window}-tick window in "
+                   f"{best['null_decoy_quorum_runs']}/{best['null_runs']} held-out null runs; "
                    f"{best['null_decoy_alarm_runs']} of the {best['null_alarm_runs']} alarmed ones first alarmed "
                    "there"),
         "best": {**best, "params": params.to_dict()},
