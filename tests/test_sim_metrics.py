@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ctas7.sim import metrics as M
@@ -246,6 +246,7 @@ def test_tally_merge_matches_single_pass():
 @given(st.lists(st.tuples(st.integers(-5, 60), st.integers(1, 12), st.lists(st.integers(0, 6), min_size=1, max_size=2)),
                 max_size=5),
        st.integers(1, 12), st.integers(1, 4))
+@example([(-2, 1, [0])], 1, 1)  # wholly before tick 0: a negative slice end once marked the whole run
 def test_decoy_quorum_matches_a_tick_by_tick_count(decoys, window, quorum):
     # Brute force: at tick t, the distinct nodes some decoy affects in
     # t - window + 1 .. t.
