@@ -247,6 +247,7 @@ def test_tally_merge_matches_single_pass():
                 max_size=5),
        st.integers(1, 12), st.integers(1, 4))
 @example([(-2, 1, [0])], 1, 1)  # wholly before tick 0: a negative slice end once marked the whole run
+@example([(-1, 1, [0])], 2, 1)  # ends at tick 0: affects no tick of the run, so reaches none
 def test_decoy_quorum_matches_a_tick_by_tick_count(decoys, window, quorum):
     # Brute force: at tick t, the distinct nodes some decoy affects in
     # t - window + 1 .. t.

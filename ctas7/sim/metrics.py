@@ -347,8 +347,10 @@ def decoy_quorum(decoys, n_ticks: int, window_ticks: int, quorum: int = 3) -> np
         raise ValueError(f"window_ticks must be >= 1, got {window_ticks}")
     reach: dict = {}  # node -> ticks whose window it is affected in (overlapping decoys count once)
     for d in decoys:
-        lo = max(0, int(d.start))
-        hi = max(lo, min(int(n_ticks), int(d.end) + int(window_ticks) - 1))  # a negative end must not wrap
+        lo, end = max(0, int(d.start)), min(int(n_ticks), int(d.end))  # the run's ticks only
+        if end <= lo:
+            continue
+        hi = min(int(n_ticks), end + int(window_ticks) - 1)
         for node in d.nodes:
             reach.setdefault(int(node), np.zeros(int(n_ticks), dtype=bool))[lo:hi] = True
     count = np.zeros(int(n_ticks), dtype=np.int32)
