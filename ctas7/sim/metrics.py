@@ -343,17 +343,18 @@ def decoy_quorum(decoys, n_ticks: int, window_ticks: int, quorum: int = 3) -> np
     >>> decoy_quorum([near_miss, spike], 40, 4).any()
     np.False_
     """
+    n_ticks, window_ticks = int(n_ticks), int(window_ticks)
     if window_ticks < 1:
         raise ValueError(f"window_ticks must be >= 1, got {window_ticks}")
     reach: dict = {}  # node -> ticks whose window it is affected in (overlapping decoys count once)
     for d in decoys:
-        lo, end = max(0, int(d.start)), min(int(n_ticks), int(d.end))  # the run's ticks only
+        lo, end = max(0, int(d.start)), min(n_ticks, int(d.end))  # the run's ticks only
         if end <= lo:
             continue
-        hi = min(int(n_ticks), end + int(window_ticks) - 1)
+        hi = min(n_ticks, end + window_ticks - 1)
         for node in d.nodes:
-            reach.setdefault(int(node), np.zeros(int(n_ticks), dtype=bool))[lo:hi] = True
-    count = np.zeros(int(n_ticks), dtype=np.int32)
+            reach.setdefault(int(node), np.zeros(n_ticks, dtype=bool))[lo:hi] = True
+    count = np.zeros(n_ticks, dtype=np.int32)
     for ticks in reach.values():
         count += ticks
     return count >= quorum
