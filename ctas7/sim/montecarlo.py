@@ -211,8 +211,8 @@ class SearchSpec:
     seed: int
     scenarios: tuple[str, ...]
     search_null_runs: int = 8
-    val_seeds: int = 8
-    val_null_per_scenario: int = 8
+    val_seeds: int = 32
+    val_null_per_scenario: int = 32
     node_params: int = 0
     playbooks: bool = True
 
@@ -1139,8 +1139,8 @@ def monte_carlo(
     resume: bool = False,
     search_null_runs: int = 8,
     top_k: int = 20,
-    val_seeds: int = 8,
-    val_null_per_scenario: int = 8,
+    val_seeds: int = 32,
+    val_null_per_scenario: int = 32,
     chunk_size: int | None = None,
     progress: bool = False,
     stop_after_chunks: int | None = None,
@@ -1435,9 +1435,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--search-null-runs", type=int, default=8, help="null runs per search point (default 8)")
     parser.add_argument("--top-k", type=int, default=20, help="candidates to validate (default 20)")
-    parser.add_argument("--val-seeds", type=int, default=8, help="held-out seeds x every scenario (default 8)")
-    parser.add_argument("--val-null-per-scenario", type=int, default=8,
-                        help="held-out null runs per scenario (default 8)")
+    parser.add_argument("--val-seeds", type=int, default=32, help="held-out seeds x every scenario (default 32)")
+    parser.add_argument("--val-null-per-scenario", type=int, default=32,
+                        help="held-out null runs per scenario (default 32)")
     parser.add_argument("--per-node-params", action="store_true",
                         help="also search per-node weights and threshold overrides")
     parser.add_argument("--refine-rounds", type=int, default=3,
