@@ -439,7 +439,9 @@ def test_the_incumbent_is_scored_refined_and_always_validated(tmp_path):
 
     kw = dict(scenarios=3, seed=5, search_null_runs=2, top_k=1, val_seeds=1, val_null_per_scenario=2, cores=1,
               refine_rounds=1, refine_top=1, refine_steps=2)
-    start = MeterParams(score_threshold=19.0, min_hot_nodes=5)  # a poor point: never in the top 1
+    # a poor point (no CUSUM, no corroboration, a 6-node quorum): never in the top 1
+    start = MeterParams(score_threshold=20.0, min_hot_nodes=6, corroboration_bonus=0.0, corroboration_weight=1.0,
+                        detector="surprisal")
     res = mc.monte_carlo(4, out=tmp_path / "a", start=start, **kw)
     start_id = 4 + 1 * 2 * 2
     rows = {r["run_id"]: r for r in mc.read_results(tmp_path / "a" / mc.REFINED_FILE)[1]}
